@@ -1,0 +1,141 @@
+"""``client.api_keys``: list the account's keys, regenerate one, rotate the client's own."""
+
+from __future__ import annotations
+
+__all__ = ["ApiKeys"]
+
+import logging
+from typing import TYPE_CHECKING
+
+from ._credentials import can_store, redact
+from ._exceptions import CredentialError, KeyStoreError
+from ._models import ApiKey, RegeneratedApiKey, parse
+from ._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from ._client import NotifyClient
+
+logger = logging.getLogger("notify_async")
+
+
+class ApiKeys:
+    """The API-key endpoints. Reached as ``client.api_keys``."""
+
+    def __init__(self, client: NotifyClient) -> None:
+        self._client = client
+
+    async def list(self) -> list[ApiKey]:
+        """Return every key of the account (``GET /api_keys``), each with a prefix only.
+
+        Retried on connection errors, timeouts and 408/429/5xx, since listing changes nothing.
+        """
+        client = self._client
+        body = await client.request("GET", "/api_keys", policy=RetryPolicy.IDEMPOTENT)
+        keys = parse(body.get("data"), list[ApiKey], path="data")
+        shared = client._shared
+        current = shared.keys.current
+        # Listing is the only way to learn which id our key has; remember it for free.
+        if current is not None and (shared.own_key is None or shared.own_key[0] != current):
+            own_id = _match_prefix(keys, current)
+            if own_id is not None:
+                shared.own_key = (current, own_id)
+        return keys
+
+    async def regenerate(self, key_id: str) -> RegeneratedApiKey:
+        """Regenerate the key ``key_id`` (``POST /api_keys/regenerate``); the old one dies at once.
+
+        If ``key_id`` is the key this client uses, the client adopts the new key in memory
+        as soon as the response arrives (requests in flight with the old key are replayed
+        with it), then ``store()``s it on a provider that can store, before returning.
+        Regenerating another key (a Pro account's dev key) changes nothing in the client.
+
+        Never retried after a lost reply: a second regenerate would invalidate the first
+        new key. Such a failure raises ``OutcomeUnknownError``.
+
+        Raises:
+            KeyStoreError: the new key is in use but could not be stored; it is attached.
+        """
+        if not isinstance(key_id, str) or not key_id.strip():
+            raise ValueError("key_id must be a non-empty string, e.g. an id from api_keys.list()")
+        own = key_id == await self._own_key_id(required=False)
+        client = self._client
+        body = await client.request(
+            "POST", "/api_keys/regenerate", policy=RetryPolicy.UNSENT_ONLY, json={"keyId": key_id}
+        )
+        data = body.get("data")
+        result = parse(
+            {
+                "id": data.get("id") if isinstance(data, dict) else None,
+                "api_key": data.get("api_key") if isinstance(data, dict) else None,
+                "message": body.get("message", ""),
+            },
+            RegeneratedApiKey,
+            path="data",
+        )
+        if own:
+            await self._adopt(result)
+        return result
+
+    async def rotate(self) -> RegeneratedApiKey:
+        """Regenerate the key this client uses, store it, and check that it works.
+
+        Notify advises testing the application after a rotation; this does the rotation
+        and that test in one call: regenerate, adopt in memory, ``store()`` on a writable
+        provider, then one ``list()`` with the new key.
+        """
+        key_id = await self._own_key_id(required=True)
+        assert key_id is not None  # noqa: S101 - required=True raises instead
+        result = await self.regenerate(key_id)
+        await self.list()
+        return result
+
+    async def _adopt(self, result: RegeneratedApiKey) -> None:
+        shared = self._client._shared
+        await shared.keys.replace(result.api_key, reason="rotated by this client")
+        shared.own_key = (result.api_key, result.id)
+        provider = shared.keys.provider
+        if not can_store(provider):
+            logger.warning(
+                "the rotated key %s is in use, but %r cannot store it; other holders of the "
+                "old key will fail until you publish the new one",
+                redact(result.api_key),
+                provider,
+            )
+            return
+        try:
+            await provider.store(result.api_key)  # type: ignore[attr-defined]
+        except Exception as exc:
+            failure = KeyStoreError(
+                f"the key was rotated and this client uses the new key "
+                f"{redact(result.api_key)}, but {provider!r}.store() failed with "
+                f"{type(exc).__name__}; the new key is in this error's `result`: publish it "
+                "yourself, or other holders of the old key will keep failing",
+                result=result,
+            )
+        else:
+            return
+        raise failure
+
+    async def _own_key_id(self, *, required: bool) -> str | None:
+        client = self._client
+        shared = client._shared
+        current = await client._current_key()
+        if shared.own_key is None or shared.own_key[0] != current:
+            await self.list()
+        if shared.own_key is not None and shared.own_key[0] == current:
+            return shared.own_key[1]
+        if required:
+            raise CredentialError(
+                f"none of the account's keys has the prefix of the key in use "
+                f"({redact(current)}), so this client cannot tell which key to rotate; "
+                "use api_keys.regenerate(key_id) with an id from api_keys.list()"
+            )
+        return None
+
+
+def _match_prefix(keys: list[ApiKey], current: str) -> str | None:
+    matches = [
+        k.id for k in keys if (stem := k.prefix.removesuffix("...")) and current.startswith(stem)
+    ]
+    # Two keys sharing a prefix cannot be told apart; refuse to guess.
+    return matches[0] if len(matches) == 1 else None

@@ -1,0 +1,418 @@
+"""Where the API key comes from, and how the client keeps it current.
+
+A ``CredentialProvider`` is anything with ``async def load(self) -> str``; one that can
+also persist a key has ``async def store(self, key: str) -> None``. The client never
+holds the provider's key for longer than it works: ``KeyHolder`` keeps the key in memory,
+and when the server rejects it, reloads it once for every request that was rejected at the
+same time (single flight), polling through a short grace window while another worker
+finishes publishing a rotation.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CallableKeyProvider",
+    "ChainKeyProvider",
+    "CredentialProvider",
+    "EnvKeyProvider",
+    "FileKeyProvider",
+    "KeyChangeHook",
+    "StaticKeyProvider",
+    "WritableCredentialProvider",
+]
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Protocol, cast, runtime_checkable
+
+from ._exceptions import CredentialError
+
+logger = logging.getLogger("notify_async")
+
+KeyChangeHook = Callable[[str], Awaitable[None]]
+"""An async callable told the redacted prefix of the new key after every key change."""
+
+
+@runtime_checkable
+class CredentialProvider(Protocol):
+    """Anything that can load the current Notify API key.
+
+    ``load()`` is called once when the client first needs a key and again when the
+    server rejects the key it holds; it should return the freshest key it can see.
+    """
+
+    async def load(self) -> str:
+        """Return the current API key."""
+        ...
+
+
+@runtime_checkable
+class WritableCredentialProvider(CredentialProvider, Protocol):
+    """A provider that can also persist a new key, so a rotation reaches other holders."""
+
+    async def store(self, key: str) -> None:
+        """Persist ``key`` where ``load()`` (here and in other processes) will find it."""
+        ...
+
+
+def redact(key: str) -> str:
+    """Show a key the way Notify's own listing does, as a short prefix and ``...``.
+
+    Short keys show less, so that the prefix never gives most of a key away.
+    """
+    return key[: min(8, len(key) // 3)] + "..."
+
+
+def check_key(key: object, *, source: str) -> str:
+    """Return ``key`` if it can travel in an ``x-api-key`` header, else raise ``CredentialError``.
+
+    A CR or LF would split the header, and aiohttp rejects it with an error that quotes the
+    header, key included; we refuse it first with a message that does not.
+    """
+    if not isinstance(key, str):
+        raise CredentialError(
+            f"{source} returned {type(key).__name__}, not a str; a provider's load() must "
+            "return the API key as a string"
+        )
+    if not key.strip():
+        raise CredentialError(f"{source} gave an empty API key; set it to your Notify API key")
+    if "\r" in key or "\n" in key:
+        raise CredentialError(
+            f"{source} gave an API key that spans several lines; "
+            "it must be a single line (check for a stray newline or a pasted file)"
+        )
+    return key
+
+
+class StaticKeyProvider:
+    """A key given in code. ``store()`` replaces it in memory, so a rotation sticks."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def __repr__(self) -> str:
+        return f"StaticKeyProvider(key={redact(self._key)!r})"
+
+    async def load(self) -> str:
+        """Return the key."""
+        return self._key
+
+    async def store(self, key: str) -> None:
+        """Replace the key held in memory."""
+        self._key = key
+
+
+class EnvKeyProvider:
+    """Reads the key from an environment variable, ``NOTIFY_API_KEY`` by default.
+
+    ``store()`` sets the variable in this process only: other processes keep their own
+    environment, so a fleet should share a ``FileKeyProvider`` or a shared store instead.
+    """
+
+    def __init__(self, var: str = "NOTIFY_API_KEY") -> None:
+        self.var = var
+
+    def __repr__(self) -> str:
+        return f"EnvKeyProvider(var={self.var!r})"
+
+    def load_now(self) -> str:
+        """Read the variable synchronously; raise ``CredentialError`` naming it when unset."""
+        key = os.environ.get(self.var)
+        if key is None:
+            raise CredentialError(
+                f"the environment variable {self.var} is not set; export your Notify API key "
+                f"({self.var}=...) or pass api_key=... or credentials=... to NotifyClient"
+            )
+        return check_key(key, source=f"the environment variable {self.var}")
+
+    async def load(self) -> str:
+        """Return the variable's current value."""
+        return self.load_now()
+
+    async def store(self, key: str) -> None:
+        """Set the variable in this process."""
+        os.environ[self.var] = key
+
+
+class FileKeyProvider:
+    """Reads the key from a file: a secret mount, or a file the workers on one host share.
+
+    ``load()`` strips surrounding whitespace. ``store()`` writes atomically (a temporary
+    file in the same folder, fsync, ``os.replace``) with mode 0600, so a reader racing the
+    writer sees the old key or the new one, never half of one.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"FileKeyProvider(path={str(self.path)!r})"
+
+    async def load(self) -> str:
+        """Read and return the key in the file."""
+        # A small local read: cheaper inline than a thread hop, and it only runs on a reload.
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise CredentialError(
+                f"the key file {str(self.path)!r} does not exist; write your Notify API key "
+                "into it, or point FileKeyProvider at the right path"
+            ) from None
+        except OSError as exc:
+            raise CredentialError(
+                f"the key file {str(self.path)!r} could not be read ({exc.strerror})"
+            ) from None
+        return check_key(text.strip(), source=f"the key file {str(self.path)!r}")
+
+    async def store(self, key: str) -> None:
+        """Atomically replace the file's content with ``key`` (mode 0600)."""
+        await asyncio.to_thread(self._write_atomically, key)
+
+    def _write_atomically(self, key: str) -> None:
+        folder = self.path.parent
+        # mkstemp creates the file with mode 0600, before any byte of the key is written.
+        fd, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as temp:
+                temp.write(key + "\n")
+                temp.flush()
+                os.fsync(temp.fileno())
+            os.replace(temp_name, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_name)
+            raise
+        # Make the rename itself durable, where the platform allows opening a folder.
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+
+class CallableKeyProvider:
+    """Wraps your own functions: a Vault, AWS Secrets Manager or database lookup.
+
+    ``load`` and the optional ``store`` may be sync or async. A sync function runs in a
+    worker thread so that a slow secret store never blocks the event loop.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[], str | Awaitable[str]],
+        store: Callable[[str], Awaitable[None] | None] | None = None,
+    ) -> None:
+        self._load = load
+        self._store = store
+
+    def __repr__(self) -> str:
+        name = getattr(self._load, "__qualname__", type(self._load).__name__)
+        return f"CallableKeyProvider(load={name})"
+
+    async def load(self) -> str:
+        """Call the load function and return its key."""
+        # The client checks the type (and content) of every loaded key.
+        return cast(str, await _call(self._load))
+
+    async def store(self, key: str) -> None:
+        """Call the store function, or raise ``CredentialError`` when none was given."""
+        if self._store is None:
+            raise CredentialError("this CallableKeyProvider was given no store function")
+        await _call(self._store, key)
+
+    @property
+    def can_store(self) -> bool:
+        """Whether a store function was given."""
+        return self._store is not None
+
+
+async def _call(fn: Callable[..., object], *args: object) -> object:
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args)
+    result = await asyncio.to_thread(fn, *args)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+class ChainKeyProvider:
+    """Tries providers in order; the first one that yields a key wins.
+
+    A provider "yields nothing" by raising ``CredentialError`` (an unset variable, a
+    missing file). ``store()`` goes to the first provider in the chain that can store.
+    """
+
+    def __init__(self, *providers: CredentialProvider) -> None:
+        if not providers:
+            raise ValueError("ChainKeyProvider needs at least one provider")
+        self.providers = providers
+
+    def __repr__(self) -> str:
+        return f"ChainKeyProvider{self.providers!r}"
+
+    async def load(self) -> str:
+        """Return the key of the first provider that has one."""
+        failures = []
+        for provider in self.providers:
+            try:
+                return await provider.load()
+            except CredentialError as exc:
+                failures.append(exc.message)
+        raise CredentialError("no provider in the chain had a key: " + "; ".join(failures))
+
+    async def store(self, key: str) -> None:
+        """Store ``key`` with the first provider that can store."""
+        for provider in self.providers:
+            if can_store(provider):
+                await provider.store(key)  # type: ignore[attr-defined]
+                return
+        raise CredentialError("no provider in the chain can store a key")
+
+    @property
+    def can_store(self) -> bool:
+        """Whether any provider in the chain can store."""
+        return any(can_store(p) for p in self.providers)
+
+
+def can_store(provider: CredentialProvider) -> bool:
+    """Whether ``provider`` can persist a key (has ``store``, and does not say it cannot)."""
+    return callable(getattr(provider, "store", None)) and getattr(provider, "can_store", True)
+
+
+class KeyHolder:
+    """The client's key in memory, and the one place it changes.
+
+    ``current`` is read on every request without awaiting anything. ``recover(rejected)``
+    is called after a 401: if the key already moved on (someone reloaded, or this client
+    rotated it), it returns the new key at once; otherwise every caller joins one reload.
+    """
+
+    def __init__(
+        self,
+        provider: CredentialProvider,
+        *,
+        rotation_grace: float,
+        on_key_change: KeyChangeHook | None,
+    ) -> None:
+        self.provider = provider
+        self.rotation_grace = rotation_grace
+        self.on_key_change = on_key_change
+        self.current: str | None = None
+        self.loads = 0
+        self._initial_load: asyncio.Future[str] | None = None
+        self._reload: asyncio.Future[str] | None = None
+        self._reload_for: str | None = None
+        self._changed = asyncio.Event()
+
+    async def get(self) -> str:
+        """Return the key, loading it the first time (once, however many callers wait)."""
+        if self.current is not None:
+            return self.current
+        if self._initial_load is None:
+            self._initial_load = _start_shared(self._load())
+        try:
+            key = await asyncio.shield(self._initial_load)
+        except BaseException:
+            # Let a later call try again: the file may appear, the variable may be set.
+            if self._initial_load is not None and self._initial_load.done():
+                self._initial_load = None
+            raise
+        if self.current is None:
+            self.current = key
+        return self.current
+
+    async def recover(self, rejected: str) -> str:
+        """Return a key other than ``rejected``, reloading it once for all callers.
+
+        Raises ``CredentialError`` when the provider fails, and ``StaleKeyError`` when it
+        still returns the rejected key after ``rotation_grace`` seconds.
+        """
+        if self.current != rejected and self.current is not None:
+            return self.current
+        # Single flight: the first rejected request starts the reload, later ones join it.
+        if self._reload is None or self._reload_for != rejected:
+            self._reload_for = rejected
+            self._reload = _start_shared(self._reload_until_changed(rejected))
+            self._reload.add_done_callback(self._forget_reload)
+        return await asyncio.shield(self._reload)
+
+    def _forget_reload(self, done: asyncio.Future[str]) -> None:
+        # The next rejection of the same key (a later, unpublished rotation) needs a fresh look.
+        if self._reload is done:
+            self._reload = None
+            self._reload_for = None
+
+    async def _reload_until_changed(self, rejected: str) -> str:
+        deadline = time.monotonic() + self.rotation_grace
+        pause = 0.1  # then 0.3, 0.9, 2.7: about five loads in a 3 s grace window
+        while True:
+            key = await self._load()
+            # The key may have moved on while we loaded: our own regenerate landed.
+            if self.current != rejected and self.current is not None:
+                return self.current
+            if key != rejected:
+                await self.replace(key, reason="reloaded from the provider after a 401")
+                return key
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StaleKeyError
+            # The rotation may not be published yet (a worker still writing the key file).
+            # Wake early if this client adopts a key meanwhile (its own regenerate landing).
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(pause, remaining))
+            pause *= 3
+
+    async def _load(self) -> str:
+        self.loads += 1
+        try:
+            key = await self.provider.load()
+        except CredentialError:
+            raise
+        except Exception as exc:
+            raise CredentialError(
+                f"{self.provider!r}.load() failed with {type(exc).__name__}; "
+                "check the provider's configuration"
+            ) from exc
+        return check_key(key, source=repr(self.provider))
+
+    async def replace(self, key: str, *, reason: str) -> None:
+        """Adopt ``key`` in memory at once, log it by prefix, and run the hook."""
+        if key == self.current:
+            return
+        self.current = key
+        # Wake reloads that are polling for a key other than the one just replaced.
+        self._changed.set()
+        self._changed = asyncio.Event()
+        prefix = redact(key)
+        logger.info("Notify API key changed (%s); now using %s", reason, prefix)
+        if self.on_key_change is not None:
+            try:
+                await self.on_key_change(prefix)
+            except Exception:
+                # A broken audit hook must not fail the request that carried the new key.
+                logger.exception("on_key_change hook failed")
+
+
+class StaleKeyError(Exception):
+    """Internal: the provider kept returning the rejected key through the grace window."""
+
+
+def _start_shared(coro: Awaitable[str]) -> asyncio.Future[str]:
+    future = asyncio.ensure_future(coro)
+    # Every waiter may have been cancelled; retrieving here keeps asyncio from warning about
+    # an exception nobody read, while each waiter still gets it through shield().
+    future.add_done_callback(_consume_exception)
+    return future
+
+
+def _consume_exception(future: asyncio.Future[str]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,85 @@
+"""``client.emails``: send an email, or send one from a template."""
+
+from __future__ import annotations
+
+__all__ = ["Emails"]
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from ._models import SendEmailResult, parse
+from ._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from ._client import NotifyClient
+
+
+class Emails:
+    """The email endpoints. Reached as ``client.emails``.
+
+    Sends are retried only when the request provably did not take effect (no connection,
+    429, 503). Any other failure after sending raises ``OutcomeUnknownError``, because a
+    second attempt could deliver a second email.
+    """
+
+    def __init__(self, client: NotifyClient) -> None:
+        self._client = client
+
+    async def send(
+        self, *, to: str, subject: str, message: str, name: str | None = None
+    ) -> SendEmailResult:
+        """Send an email (``POST /send-email``).
+
+        Args:
+            to: the recipient's address.
+            subject: the subject line.
+            message: the body.
+            name: the sender's display name, if any.
+        """
+        payload = {"to": _text("to", to), "subject": _text("subject", subject)}
+        payload["message"] = _text("message", message, allow_blank=True)
+        if name is not None:
+            payload["name"] = _text("name", name)
+        body = await self._client.request(
+            "POST", "/send-email", policy=RetryPolicy.UNSENT_ONLY, json=payload
+        )
+        return parse(body, SendEmailResult, path="$")
+
+    async def send_template(
+        self,
+        *,
+        template_id: str,
+        to: str,
+        variables: Mapping[str, str] | None = None,
+        from_: str | None = None,
+    ) -> SendEmailResult:
+        """Send an email from a template (``POST /send-email-from-template``).
+
+        Args:
+            template_id: the template's id.
+            to: the recipient's address.
+            variables: values for the template's placeholders (strings only).
+            from_: the sender address, if not the template's default.
+        """
+        payload: dict[str, object] = {
+            "templateId": _text("template_id", template_id),
+            "to": _text("to", to),
+        }
+        if from_ is not None:
+            payload["from"] = _text("from_", from_)
+        if variables is not None:
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in variables.items()):
+                raise ValueError("variables must map str to str, e.g. {'first_name': 'Ada'}")
+            payload["variables"] = dict(variables)
+        body = await self._client.request(
+            "POST", "/send-email-from-template", policy=RetryPolicy.UNSENT_ONLY, json=payload
+        )
+        return parse(body, SendEmailResult, path="$")
+
+
+def _text(field: str, value: object, *, allow_blank: bool = False) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a str, got {type(value).__name__}")
+    if not allow_blank and not value.strip():
+        raise ValueError(f"{field} must not be empty")
+    return value

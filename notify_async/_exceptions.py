@@ -1,0 +1,188 @@
+"""Every error notify-async raises.
+
+The tree, so a reader sees it before the code::
+
+    NotifyError
+     ├── CredentialError            the provider could not give a usable key
+     │    └── KeyStoreError         a rotated key could not be persisted (the key is attached)
+     ├── APIStatusError             the server answered with a non-2xx status
+     │    ├── BadRequestError             400
+     │    ├── AuthenticationError         401 (after a reload and one replay)
+     │    ├── PermissionDeniedError       403
+     │    ├── NotFoundError               404
+     │    ├── RateLimitError              429 (``retry_after``)
+     │    └── InternalServerError         >= 500
+     ├── APIConnectionError         no usable answer: refused, reset, DNS, TLS
+     │    └── APITimeoutError       an attempt ran out of time
+     ├── OutcomeUnknownError        a non-idempotent call (send, regenerate) failed in a way
+     │                              that leaves open whether it took effect; never retried
+     └── InvalidResponseError       a 2xx whose body is not what the API promises
+
+Bad arguments (an empty key, plain ``http://`` to a remote host, ``api_key`` together
+with ``credentials``) raise ``ValueError`` at construction instead.
+
+No message here ever contains an API key: messages are built from statuses, paths,
+field names and the server's own words, which are redacted before use.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CredentialError",
+    "InternalServerError",
+    "InvalidResponseError",
+    "KeyStoreError",
+    "NotFoundError",
+    "NotifyError",
+    "OutcomeUnknownError",
+    "PermissionDeniedError",
+    "RateLimitError",
+]
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import RegeneratedApiKey
+
+
+class NotifyError(Exception):
+    """Base class of every error raised by notify-async.
+
+    ``attempts`` is how many HTTP requests the failed call sent (retries and the
+    auth replay included); it is 0 when nothing was sent.
+    """
+
+    attempts: int = 0
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class CredentialError(NotifyError):
+    """The credential provider could not supply a usable API key.
+
+    Raised for an unset ``NOTIFY_API_KEY``, a missing or empty key file, a provider
+    whose ``load()`` failed, or a loaded key that is empty or spans several lines.
+    """
+
+
+class KeyStoreError(CredentialError):
+    """A rotated key was adopted in memory but the provider failed to ``store()`` it.
+
+    The client keeps using the new key, and the key is not lost: it is in ``result``.
+    Persist it yourself, because other holders of the old key cannot recover until it
+    is published where they load from.
+    """
+
+    def __init__(self, message: str, *, result: RegeneratedApiKey) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class APIStatusError(NotifyError):
+    """The server answered with an error status.
+
+    Attributes:
+        status_code: the HTTP status.
+        server_message: the server's explanation (JSON ``message``/``error``, or a snippet
+            of the body), redacted.
+        method: the HTTP method of the call.
+        path: the API path of the call, e.g. ``/api_keys``.
+        retry_after: the server's ``Retry-After`` in seconds, when it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        server_message: str,
+        method: str,
+        path: str,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.server_message = server_message
+        self.method = method
+        self.path = path
+        self.retry_after = retry_after
+
+
+class BadRequestError(APIStatusError):
+    """400: the server rejected the request's content. Fix the arguments; do not retry."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key was rejected, even after reloading it from the provider.
+
+    The client reloads the key once per rotation and replays the call once; this error
+    means the provider still has no working key after ``rotation_grace`` seconds.
+    """
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key is valid but may not do this (e.g. multiple keys need the Pro plan)."""
+
+
+class NotFoundError(APIStatusError):
+    """404: the resource (for example a key id) does not exist."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests.
+
+    ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one. The client
+    retries 429s by itself unless the wait is longer than ``max_retry_after``; then it
+    raises this so that you decide when to come back.
+    """
+
+
+class InternalServerError(APIStatusError):
+    """A 5xx status: the server, or a proxy in front of it, failed."""
+
+
+class APIConnectionError(NotifyError):
+    """The request got no usable answer: connection refused or reset, DNS, TLS.
+
+    ``request_sent`` is False when the connection was never established, so the server
+    cannot have acted on the request.
+    """
+
+    def __init__(self, message: str, *, request_sent: bool) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
+
+
+class APITimeoutError(APIConnectionError):
+    """An attempt did not complete within the client's ``timeout`` (or ``connect_timeout``)."""
+
+
+class OutcomeUnknownError(NotifyError):
+    """A send or a regenerate failed in a way that leaves open whether it took effect.
+
+    This follows a disconnect after the request was sent, a read timeout, or a 500, 502 or
+    504. Such calls are never retried blindly: a second send delivers a second email, and a
+    second regenerate invalidates the first new key. ``__cause__`` holds the underlying
+    error; ``status_code`` is set when the failure was an HTTP status.
+    """
+
+    def __init__(self, message: str, *, method: str, path: str, status_code: int | None) -> None:
+        super().__init__(message)
+        self.method = method
+        self.path = path
+        self.status_code = status_code
+
+
+class InvalidResponseError(NotifyError):
+    """A 2xx response whose body is not what the API promises.
+
+    For example an HTML page from a proxy, ``success: false``, malformed JSON, or a missing
+    or mistyped field; the message names the field path (``data[0].createdAt``).
+    """

@@ -1,0 +1,162 @@
+"""Response models and the cattrs converter that builds them from JSON.
+
+Models are small frozen attrs classes. The converter is strict on purpose: cattrs would
+happily turn ``123`` into ``"123"`` or ``"false"`` into ``True``, and a client that does
+that hides a broken response from its user. Wrong types raise, and ``parse`` turns every
+structuring failure into an ``InvalidResponseError`` that names the field path.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ApiKey", "RegeneratedApiKey", "SendEmailResult"]
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+
+from ._exceptions import InvalidResponseError
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class ApiKey:
+    """One API key of the account, as ``GET /api_keys`` lists it.
+
+    Only a ``prefix`` of the key comes back (``"a1b2c3d4..."``), never the key itself.
+    The datetimes are timezone-aware (UTC).
+    """
+
+    id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    active: bool
+    prefix: str
+
+
+@attrs.frozen
+class RegeneratedApiKey:
+    """The result of ``POST /api_keys/regenerate``.
+
+    ``api_key`` is the new secret; it is left out of ``repr`` so that it never lands in a
+    log by accident. The old key stopped working the moment this was created.
+    """
+
+    id: str
+    message: str
+    api_key: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class SendEmailResult:
+    """The result of a send: ``success`` and the server's ``message``."""
+
+    success: bool
+    message: str = ""
+
+
+# A strict scalar hook: accept exactly the JSON type, reject everything else.
+def _exact(kind: type[T]) -> Callable[[Any, type[T]], T]:
+    def structure(value: Any, _: type[T]) -> T:
+        # bool is an int subclass; neither may stand in for the other here.
+        if type(value) is not kind:
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    return structure
+
+
+def _structure_datetime(value: Any, _: type[datetime]) -> datetime:
+    if type(value) is not str:
+        raise TypeError(f"expected an ISO-8601 string, got {type(value).__name__}")
+    # fromisoformat only learned the "Z" suffix in Python 3.11.
+    parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    if parsed.tzinfo is None:
+        # A naive time from an API that documents UTC is UTC; keep it aware for callers.
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=False)
+    for kind in (str, bool, int, float):
+        converter.register_structure_hook(kind, _exact(kind))
+    converter.register_structure_hook(datetime, _structure_datetime)
+    converter.register_structure_hook(
+        ApiKey,
+        make_dict_structure_fn(
+            ApiKey,
+            converter,
+            created_at=override(rename="createdAt"),
+            updated_at=override(rename="updatedAt"),
+        ),
+    )
+    return converter
+
+
+_converter = _make_converter()
+
+
+def decode_json(raw: bytes) -> Any:
+    """Decode a body as JSON, or raise ``InvalidResponseError`` describing what came instead."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise InvalidResponseError(
+            f"expected a JSON body, got {describe_body(raw)}; "
+            "check base_url, and any proxy between you and Notify"
+        ) from None
+
+
+def describe_body(raw: bytes) -> str:
+    """Say briefly what a non-JSON body is, without quoting more than a short snippet."""
+    text = raw.decode("utf-8", "replace").strip()
+    if not text:
+        return "an empty body"
+    if text[:15].lower().startswith(("<!doctype", "<html")):
+        return "an HTML page (likely from a proxy or load balancer)"
+    snippet = " ".join(text.split())[:80]
+    return f"{snippet!r}"
+
+
+def parse(body: Any, model: type[T], *, path: str) -> T:
+    """Structure ``body[...]`` (the part at ``path``) into ``model``, or raise.
+
+    ``path`` is only used for messages, e.g. ``"data"`` so that an error reads
+    ``data[0].createdAt: expected an ISO-8601 string``.
+    """
+    try:
+        return _converter.structure(body, model)
+    except Exception as exc:  # cattrs raises ClassValidationError, KeyError, TypeError...
+        raise InvalidResponseError(
+            f"unexpected response shape: {_describe_structure_error(exc, path)}"
+        ) from None
+
+
+def _describe_structure_error(exc: Exception, path: str) -> str:
+    messages = cattrs.transform_error(exc, path=path, format_exception=_format_exception)
+    # Keys are camelCase on the wire; show those, since that is what the server sent.
+    return "; ".join(_to_wire_names(m) for m in messages[:3])
+
+
+def _format_exception(exc: BaseException, _: type | None) -> str:
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    if isinstance(exc, (TypeError, ValueError)) and exc.args:
+        return str(exc.args[0])
+    return f"invalid value ({type(exc).__name__})"
+
+
+_WIRE_NAMES = {".created_at": ".createdAt", ".updated_at": ".updatedAt"}
+
+
+def _to_wire_names(message: str) -> str:
+    for python_name, wire_name in _WIRE_NAMES.items():
+        message = message.replace(python_name, wire_name)
+    return message

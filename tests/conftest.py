@@ -1,0 +1,25 @@
+"""Shared fixtures: the local Notify server, and an aioresponses fix for aiohttp 3.14."""
+
+from __future__ import annotations
+
+from typing import Any
+from unittest import mock
+
+import aiohttp
+import aioresponses.core
+
+pytest_plugins = ["notify_async.testing.pytest_plugin"]
+
+
+# aioresponses 0.7.9 builds ClientResponse without the `stream_writer` argument that
+# aiohttp 3.14 made required (upstream issue pnuckowski/aioresponses#289), so every mocked
+# call fails with a TypeError. Until a fixed release exists, hand it a response class that
+# supplies a stand-in writer. This is test-only: the library itself does not cap aiohttp.
+class _ClientResponseWithStreamWriter(aiohttp.ClientResponse):
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", mock.Mock(output_size=0))
+        super().__init__(method, url, **kwargs)
+
+
+if "stream_writer" in aiohttp.ClientResponse.__init__.__code__.co_varnames:
+    aioresponses.core.ClientResponse = _ClientResponseWithStreamWriter  # type: ignore[misc]
