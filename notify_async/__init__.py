@@ -20,7 +20,9 @@ from ._credentials import (
     EnvKeyProvider,
     FileKeyProvider,
     KeyChangeHook,
+    KeyListener,
     StaticKeyProvider,
+    WatchingCredentialProvider,
     WritableCredentialProvider,
 )
 from ._emails import Emails
@@ -64,6 +66,7 @@ __all__ = [
     "InternalServerError",
     "InvalidResponseError",
     "KeyChangeHook",
+    "KeyListener",
     "KeyStoreError",
     "NotFoundError",
     "NotifyClient",
@@ -75,6 +78,7 @@ __all__ = [
     "RetryPolicy",
     "SendEmailResult",
     "StaticKeyProvider",
+    "WatchingCredentialProvider",
     "WritableCredentialProvider",
     "__version__",
 ]

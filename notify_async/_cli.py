@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -60,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        return asyncio.run(args.run(args))
+        result: int = asyncio.run(args.run(args))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
@@ -70,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.message if isinstance(exc, NotifyError) else str(exc)
         print(f"notify-async: error: {message}", file=sys.stderr)
         return code
+    return result
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -162,7 +162,9 @@ async def _keys_list(args: argparse.Namespace) -> int:
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
     return 0
 
 
@@ -207,7 +209,9 @@ async def _demo(args: argparse.Namespace) -> int:
             print(f"\n1. list  (this client's key: {client.key_prefix})")
             for key in await client.api_keys.list():
                 state = "active" if key.active else "inactive"
-                print(f"   {key.name:<10} {key.prefix:<12} {state}, updated {key.updated_at:%H:%M:%S}")
+                print(
+                    f"   {key.name:<10} {key.prefix:<12} {state}, updated {key.updated_at:%H:%M:%S}"
+                )
             result = await client.emails.send(
                 to="ada@example.com", subject="Hello", message="Sent by the notify-async demo."
             )
@@ -259,7 +263,9 @@ async def _rotation_storm(server: object, *, workers: int, rotations: int) -> No
             for number in range(rotations):
                 await asyncio.sleep(0.2)
                 result = await rotator.api_keys.rotate()
-                print(f"   rotation {number + 1}: now {redact(result.api_key)} (stored in the file)")
+                print(
+                    f"   rotation {number + 1}: now {redact(result.api_key)} (stored in the file)"
+                )
             await asyncio.sleep(0.2)
             stop.set()
             await asyncio.gather(*tasks)

@@ -269,6 +269,7 @@ class NotifyClient:
         if self._is_view or shared.closed:
             return
         shared.closed = True
+        await shared.keys.stop_watching()
         if shared.owns_session and shared.session is not None:
             await shared.session.close()
 
@@ -501,6 +502,7 @@ class NotifyClient:
             raise NotifyError("this NotifyClient is closed; create a new one")
         if shared.loop is None:
             shared.loop = loop
+            shared.keys.start_watching()
         elif shared.loop is not loop:
             raise NotifyError(
                 "this NotifyClient was opened on another event loop; create one client per "

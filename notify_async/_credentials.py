@@ -17,7 +17,9 @@ __all__ = [
     "EnvKeyProvider",
     "FileKeyProvider",
     "KeyChangeHook",
+    "KeyListener",
     "StaticKeyProvider",
+    "WatchingCredentialProvider",
     "WritableCredentialProvider",
 ]
 
@@ -59,6 +61,25 @@ class WritableCredentialProvider(CredentialProvider, Protocol):
 
     async def store(self, key: str) -> None:
         """Persist ``key`` where ``load()`` (here and in other processes) will find it."""
+        ...
+
+
+KeyListener = Callable[[str], Awaitable[None]]
+"""Called by a watching provider with each new key it learns of."""
+
+
+@runtime_checkable
+class WatchingCredentialProvider(CredentialProvider, Protocol):
+    """A provider that can push new keys to the client before the old one is rejected.
+
+    While a client is open it runs ``watch(on_key)`` as a background task and cancels it on
+    ``close()``. ``watch`` should run until cancelled, calling ``on_key(key)`` whenever the
+    key changes, and reconnect to its source by itself (with backoff) when it drops.
+    If ``watch`` raises, the client logs it and falls back to reloading on a 401.
+    """
+
+    async def watch(self, on_key: KeyListener) -> None:
+        """Call ``on_key`` with every new key until cancelled."""
         ...
 
 
@@ -311,6 +332,7 @@ class KeyHolder:
         self._reload: asyncio.Future[str] | None = None
         self._reload_for: str | None = None
         self._changed = asyncio.Event()
+        self._watch_task: asyncio.Task[None] | None = None
 
     async def get(self) -> str:
         """Return the key, loading it the first time (once, however many callers wait)."""
@@ -382,6 +404,35 @@ class KeyHolder:
                 "check the provider's configuration"
             ) from exc
         return check_key(key, source=repr(self.provider))
+
+    def start_watching(self) -> None:
+        """Run the provider's ``watch()`` in the background, if it has one."""
+        watch = getattr(self.provider, "watch", None)
+        if callable(watch) and self._watch_task is None:
+            self._watch_task = asyncio.create_task(
+                self._watch(watch), name="notify-async credential watch"
+            )
+
+    async def stop_watching(self) -> None:
+        """Cancel the watch task and wait for it, so that none outlives the client."""
+        task, self._watch_task = self._watch_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _watch(self, watch: Callable[[KeyListener], Awaitable[None]]) -> None:
+        try:
+            await watch(self._on_pushed_key)
+        except Exception:
+            logger.exception(
+                "%r.watch() stopped; the client now picks up new keys on a 401 only",
+                self.provider,
+            )
+
+    async def _on_pushed_key(self, key: str) -> None:
+        key = check_key(key, source=f"{self.provider!r}.watch()")
+        await self.replace(key, reason="pushed by the provider")
 
     async def replace(self, key: str, *, reason: str) -> None:
         """Adopt ``key`` in memory at once, log it by prefix, and run the hook."""
