@@ -25,6 +25,7 @@ import os
 import urllib.request
 import warnings
 from collections.abc import Mapping
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any
 
@@ -124,6 +125,7 @@ class _Shared:
         self.urls: dict[str, URL] = {}
         # (key, id) of the key this client uses, found by matching listed prefixes.
         self.own_key: tuple[str, str] | None = None
+        self.ssl: SSLContext | bool = True
 
 
 class NotifyClient:
@@ -151,6 +153,12 @@ class NotifyClient:
         rotation_grace: after a 401, how long to keep polling a provider that still
             returns the rejected key, while another worker publishes a rotation (0: none).
         on_key_change: an async hook told the redacted prefix of each new key.
+        ssl: an ``ssl.SSLContext`` to verify the server with, e.g. one that trusts a
+            private CA (``ssl.create_default_context(cafile=...)``). Certificates are
+            always verified; by default against the system's trust store.
+        insecure_skip_tls_verify: turn certificate verification off. Only for a local
+            test server with a self-signed certificate; it logs a warning, because anyone
+            between you and the server could then read your API key.
         backoff: the retry waits; see ``Backoff``.
     """
 
@@ -172,6 +180,8 @@ class NotifyClient:
         rotation_grace: float = 3.0,
         on_key_change: KeyChangeHook | None = None,
         backoff: Backoff | None = None,
+        ssl: SSLContext | None = None,
+        insecure_skip_tls_verify: bool = False,
     ) -> None:
         provider, first_key = _choose_provider(api_key, credentials)
         if rotation_grace < 0:
@@ -186,6 +196,16 @@ class NotifyClient:
             session=session,
         )
         self._is_view = False
+        if insecure_skip_tls_verify:
+            if ssl is not None:
+                raise ValueError("pass either ssl or insecure_skip_tls_verify=True, not both")
+            logger.warning(
+                "TLS certificate verification is OFF (insecure_skip_tls_verify=True): anyone "
+                "on the network path can read your API key. Use ssl=<SSLContext> to trust a "
+                "private CA instead."
+            )
+        # aiohttp's True means "verify with the default context".
+        self._shared.ssl = False if insecure_skip_tls_verify else (ssl or True)
         self._configure(max_retries, timeout, connect_timeout, backoff or Backoff())
 
     def _configure(
@@ -367,6 +387,7 @@ class NotifyClient:
                 timeout=self._timeout,
                 # A redirect would carry x-api-key to wherever it points.
                 allow_redirects=False,
+                ssl=shared.ssl,
             ) as response:
                 return response.status, await response.read(), response.headers
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -620,6 +641,11 @@ def _connection_error(exc: BaseException, method: str, path: str) -> APIConnecti
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return (
+            f"the server's TLS certificate could not be verified: {exc.certificate_error}; "
+            "if it is signed by a private CA, pass ssl=ssl.create_default_context(cafile=...)"
+        )
     if isinstance(exc, aiohttp.ClientConnectorError):
         return exc.strerror or type(exc).__name__
     text = str(exc)
