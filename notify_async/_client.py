@@ -272,8 +272,10 @@ class NotifyClient:
         return f"NotifyClient(base_url={self.base_url!r}, key={key!r})"
 
     async def __aenter__(self) -> NotifyClient:
-        self._session()
+        # Load first: __aexit__ does not run when __aenter__ raises, so a session opened
+        # before a failing load would leak.
         await self._shared.keys.get()  # fail fast on a missing key, before any traffic
+        self._session()
         return self
 
     async def __aexit__(
@@ -358,9 +360,12 @@ class NotifyClient:
             status, raw, headers = await self._send(method, path, json, key, tally)
         if not 200 <= status < 300:
             raise self._status_error(method, path, status, raw, headers, stale=False)
-        body = decode_json(raw)
+        try:
+            body = decode_json(raw)
+        except InvalidResponseError:
+            body = None  # described by _invalid_response, from the body with the key masked
         if type(body) is not dict or body.get("success", True) is not True:
-            raise InvalidResponseError(_describe_bad_envelope(method, path, body))
+            raise self._invalid_response(method, path, raw)
         return body
 
     async def _send(
@@ -458,7 +463,7 @@ class NotifyClient:
         *,
         stale: bool,
     ) -> APIStatusError:
-        server_message = self._redact(_server_message(raw))
+        server_message = self._redact(_server_message(self._mask_key(raw)))
         error_class = _STATUS_ERRORS.get(status) or (
             InternalServerError if status >= 500 else APIStatusError
         )
@@ -497,7 +502,12 @@ class NotifyClient:
         if policy is not RetryPolicy.UNSENT_ONLY or not _outcome_open(error):
             return error
         status = error.status_code if isinstance(error, APIStatusError) else None
-        what = f"HTTP {status}" if status is not None else error.message
+        # The underlying message starts with "METHOD /path: " too; say that only once.
+        what = (
+            f"HTTP {status}"
+            if status is not None
+            else error.message.removeprefix(f"{method} {path}: ")
+        )
         advice = _OUTCOME_ADVICE.get(path, "the call may or may not have taken effect")
         unknown = OutcomeUnknownError(
             f"{method} {path}: outcome unknown after {what}: {advice}",
@@ -514,6 +524,23 @@ class NotifyClient:
         if key and key in text:
             text = text.replace(key, redact(key))
         return text
+
+    def _mask_key(self, raw: bytes) -> bytes:
+        # Mask before any snippet is cut: a snippet that ends mid-key escapes _redact.
+        key = self._shared.keys.current
+        return raw.replace(key.encode(), redact(key).encode()) if key else raw
+
+    def _invalid_response(self, method: str, path: str, raw: bytes) -> InvalidResponseError:
+        raw = self._mask_key(raw)
+        try:
+            body = decode_json(raw)
+        except InvalidResponseError as exc:
+            message = exc.message
+        else:
+            message = _describe_bad_envelope(method, path, body)
+        if not message.startswith(f"{method} {path}: "):
+            message = f"{method} {path}: {message}"
+        return InvalidResponseError(self._redact(message))
 
     # -- session, loop and URLs -----------------------------------------------------------
 
@@ -538,6 +565,12 @@ class NotifyClient:
                 # every request, which costs more CPU than the rest of our client together.
                 proxy=_env_proxy(shared.base_url),
             )
+            # aiohttp silently resends a GET once when the connection drops, which would
+            # double max_retries for GETs (max_retries=0 included) and make `attempts`
+            # undercount: our retry policy alone decides. aiohttp's own test client sets
+            # this private flag too; the guard keeps a future aiohttp without it working.
+            if hasattr(shared.session, "_retry_connection"):
+                shared.session._retry_connection = False
         return shared.session
 
     def _url(self, path: str) -> URL:

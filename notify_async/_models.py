@@ -13,7 +13,7 @@ __all__ = ["ApiKey", "RegeneratedApiKey", "SendEmailResult"]
 import json
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_origin
 
 import attrs
 import cattrs
@@ -83,6 +83,17 @@ def _structure_datetime(value: Any, _: type[datetime]) -> datetime:
     return parsed
 
 
+def _object_only(hook: Callable[[Any, Any], T]) -> Callable[[Any, type[T]], T]:
+    # cattrs would index whatever came (a string, a number) and report Python's own error
+    # about that ("string indices must be integers") instead of what the server got wrong.
+    def structure(value: Any, kind: type[T]) -> T:
+        if type(value) is not dict:
+            raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+        return hook(value, kind)
+
+    return structure
+
+
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=False)
     for kind in (str, bool, int, float):
@@ -90,11 +101,13 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(datetime, _structure_datetime)
     converter.register_structure_hook(
         ApiKey,
-        make_dict_structure_fn(
-            ApiKey,
-            converter,
-            created_at=override(rename="createdAt"),
-            updated_at=override(rename="updatedAt"),
+        _object_only(
+            make_dict_structure_fn(
+                ApiKey,
+                converter,
+                created_at=override(rename="createdAt"),
+                updated_at=override(rename="updatedAt"),
+            )
         ),
     )
     return converter
@@ -107,11 +120,14 @@ def decode_json(raw: bytes) -> Any:
     """Decode a body as JSON, or raise ``InvalidResponseError`` describing what came instead."""
     try:
         return json.loads(raw)
-    except ValueError:
-        raise InvalidResponseError(
-            f"expected a JSON body, got {describe_body(raw)}; "
-            "check base_url, and any proxy between you and Notify"
-        ) from None
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python can follow
+        pass
+    # Raised outside the except block: the JSONDecodeError, left as __context__, would carry
+    # the whole body (a key the server echoed included) in its `doc`.
+    raise InvalidResponseError(
+        f"expected a JSON body, got {describe_body(raw)}; "
+        "check base_url, and any proxy between you and Notify"
+    )
 
 
 def describe_body(raw: bytes) -> str:
@@ -131,6 +147,11 @@ def parse(body: Any, model: type[T], *, path: str) -> T:
     ``path`` is only used for messages, e.g. ``"data"`` so that an error reads
     ``data[0].createdAt: expected an ISO-8601 string``.
     """
+    # cattrs would take any iterable for a list: {} as [], a string as its characters.
+    if get_origin(model) is list and type(body) is not list:
+        raise InvalidResponseError(
+            f"unexpected response shape: expected a JSON array, got {type(body).__name__} @ {path}"
+        )
     try:
         return _converter.structure(body, model)
     except Exception as exc:  # cattrs raises ClassValidationError, KeyError, TypeError...
