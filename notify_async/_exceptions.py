@@ -53,8 +53,9 @@ if TYPE_CHECKING:
 class NotifyError(Exception):
     """Base class of every error raised by notify-async.
 
-    ``attempts`` is how many HTTP requests the failed call sent (retries and the
-    auth replay included); it is 0 when nothing was sent.
+    ``attempts`` is how many requests the failed call tried to send: the first, each
+    retry and the auth replay, counting a try whose connection failed. It is 0 for an
+    error raised before any request (a missing key, say).
     """
 
     attempts: int = 0
