@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import logging
@@ -333,6 +334,8 @@ class KeyHolder:
         self._reload_for: str | None = None
         self._changed = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
+        # Keys this client has moved away from; a push may lag behind its own rotation.
+        self._retired: collections.deque[str] = collections.deque(maxlen=16)
 
     async def get(self) -> str:
         """Return the key, loading it the first time (once, however many callers wait)."""
@@ -376,11 +379,18 @@ class KeyHolder:
         deadline = time.monotonic() + self.rotation_grace
         pause = 0.1  # then 0.3, 0.9, 2.7: about five loads in a 3 s grace window
         while True:
-            key = await self._load()
+            try:
+                key: str | None = await self._load()
+            except CredentialError:
+                # A publisher that rewrites the file in place leaves it empty for a moment;
+                # inside the grace window that is "not published yet", not a failure.
+                if time.monotonic() >= deadline:
+                    raise
+                key = None
             # The key may have moved on while we loaded: our own regenerate landed.
             if self.current != rejected and self.current is not None:
                 return self.current
-            if key != rejected:
+            if key is not None and key != rejected:
                 await self.replace(key, reason="reloaded from the provider after a 401")
                 return key
             remaining = deadline - time.monotonic()
@@ -432,12 +442,17 @@ class KeyHolder:
 
     async def _on_pushed_key(self, key: str) -> None:
         key = check_key(key, source=f"{self.provider!r}.watch()")
+        if key in self._retired:
+            # Keys only move forward: a late push of an old key must not undo a rotation.
+            return
         await self.replace(key, reason="pushed by the provider")
 
     async def replace(self, key: str, *, reason: str) -> None:
         """Adopt ``key`` in memory at once, log it by prefix, and run the hook."""
         if key == self.current:
             return
+        if self.current is not None:
+            self._retired.append(self.current)
         self.current = key
         # Wake reloads that are polling for a key other than the one just replaced.
         self._changed.set()
