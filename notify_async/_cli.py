@@ -1,7 +1,9 @@
 """The ``notify-async`` command line (also ``python -m notify_async``).
 
-Stdout carries data; stderr carries messages. Errors print one line and exit with a code
-per error class (see ``EXIT_CODES``); ``--debug`` adds the traceback.
+Stdout carries data (a table, JSON, a key prefix); stderr carries messages. An error prints
+one line and exits with the code of its class (see ``EXIT_CODES``); ``--debug`` adds the
+traceback and DEBUG logging. The key is read through the same providers as the library:
+``--key-file PATH``, or the ``NOTIFY_API_KEY`` variable by default.
 """
 
 from __future__ import annotations
@@ -10,13 +12,19 @@ __all__ = ["EXIT_CODES", "main"]
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import signal
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._client import NotifyClient
 from ._credentials import CredentialProvider, EnvKeyProvider, FileKeyProvider, redact
@@ -26,14 +34,20 @@ from ._exceptions import (
     AuthenticationError,
     CredentialError,
     InvalidResponseError,
+    KeyStoreError,
     NotifyError,
     OutcomeUnknownError,
     RateLimitError,
 )
 
+if TYPE_CHECKING:
+    from .testing import LocalNotifyServer
+
 EXIT_CODES: dict[type[BaseException], int] = {
-    # Checked in order: the first class the error is an instance of gives the code.
+    # Checked in order: the first class the error is an instance of gives the code, so a
+    # subclass comes before its base (KeyStoreError before CredentialError).
     ValueError: 2,
+    KeyStoreError: 10,
     CredentialError: 3,
     AuthenticationError: 4,
     RateLimitError: 5,
@@ -43,73 +57,152 @@ EXIT_CODES: dict[type[BaseException], int] = {
     InvalidResponseError: 9,
     NotifyError: 1,
 }
-"""Exit codes: 0 success, 1 other NotifyError, 2 bad arguments, 3 credentials, 4 key
-rejected (401), 5 rate limited, 6 other HTTP error status, 7 connection or timeout,
-8 outcome unknown (a send or rotation may have happened), 9 invalid response, 130
+"""The exit code of each error class; the first class in order that matches wins.
+
+0 success, 1 any other error, 2 bad arguments, 3 no usable key (credentials), 4 key
+rejected (401, even after a reload), 5 rate limited, 6 another HTTP error status,
+7 connection failure or timeout, 8 outcome unknown (a send or a rotation may have taken
+effect), 9 invalid response, 10 the key was rotated but could not be stored, 130
 interrupted."""
+
+EXIT_OTHER_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+_KEY_VAR = "NOTIFY_API_KEY"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line and return its exit code."""
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     parser = _parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        # argparse has printed the usage error (or the help); hand back its status.
+        return exit_.code if isinstance(exit_.code, int) else 2
+    logger = logging.getLogger("notify_async")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("notify-async: %(levelname)s: %(message)s"))
+    previous_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if args.debug else logging.WARNING)
     try:
         result: int = asyncio.run(args.run(args))
     except KeyboardInterrupt:
-        return 130
+        print("notify-async: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as exc:
-        code = next((c for kind, c in EXIT_CODES.items() if isinstance(exc, kind)), None)
-        if code is None or args.debug:
-            raise
-        message = exc.message if isinstance(exc, NotifyError) else str(exc)
-        print(f"notify-async: error: {message}", file=sys.stderr)
-        return code
+        return _report(exc, debug=args.debug)
+    finally:
+        # main() also runs in-process (tests, other tools): leave logging as it was.
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
     return result
 
 
+def _exit_code(error: BaseException) -> int:
+    return next(
+        (code for kind, code in EXIT_CODES.items() if isinstance(error, kind)), EXIT_OTHER_ERROR
+    )
+
+
+def _report(error: Exception, *, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    if isinstance(error, NotifyError):
+        message = error.message
+    elif isinstance(error, (ValueError, OSError)):
+        message = str(error) or type(error).__name__
+    else:
+        message = f"unexpected {type(error).__name__}: {error}"
+        if not debug:
+            message += " (run with --debug for the traceback)"
+    # One line, whatever the server put in its message.
+    print(f"notify-async: error: {' '.join(message.split())}", file=sys.stderr)
+    return _exit_code(error)
+
+
+# -- the parser ---------------------------------------------------------------------------
+
+
 def _parser() -> argparse.ArgumentParser:
+    # --debug is accepted before or after the command; SUPPRESS keeps a subcommand's
+    # default from overwriting a --debug given before it.
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log at DEBUG level and show tracebacks",
+    )
     parser = argparse.ArgumentParser(
         prog="notify-async",
         description="Talk to the Notify email API, or run a local Notify server.",
+        epilog="Exit codes: see the EXIT CODES section of the docs (docs/cli.md).",
     )
-    parser.add_argument("--debug", action="store_true", help="log requests; show tracebacks")
+    parser.add_argument("--debug", action="store_true", help="log at DEBUG level; tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="run the client against a local Notify server")
-    demo.add_argument("--workers", type=int, default=4, help="worker tasks sending (default 4)")
-    demo.add_argument("--rotations", type=int, default=3, help="key rotations (default 3)")
-    demo.set_defaults(run=_demo)
-
-    keys = commands.add_parser("keys", help="list or rotate API keys")
+    keys = commands.add_parser("keys", help="list or rotate API keys", parents=[debug])
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    listing = key_commands.add_parser("list", help="list the account's keys")
+    listing = key_commands.add_parser(
+        "list", help="list the account's keys (prefixes only)", parents=[debug]
+    )
     _add_connection_options(listing)
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(run=_keys_list)
+
     rotate = key_commands.add_parser(
-        "rotate", help="rotate the key in use, store it in --key-file, and verify it"
+        "rotate",
+        help="rotate the key in use, store it in --key-file, verify it, print its prefix",
+        description=(
+            "Regenerate the key in --key-file, write the new key to that file atomically "
+            "(mode 0600), verify it with one call, and print its prefix (never the key). "
+            "The old key stops working at once; processes reading the same file pick up "
+            "the new one on their next 401."
+        ),
+        parents=[debug],
     )
-    _add_connection_options(rotate)
+    rotate.add_argument(
+        "--key-file",
+        type=Path,
+        required=True,
+        help=(
+            "the file holding the key to rotate, where the new key is written (required: "
+            "a new key that is stored nowhere would be lost)"
+        ),
+    )
+    _add_base_url_option(rotate)
     rotate.set_defaults(run=_keys_rotate)
 
-    send = commands.add_parser("send", help="send an email")
+    send = commands.add_parser("send", help="send an email", parents=[debug])
     _add_connection_options(send)
-    send.add_argument("--to", required=True)
-    send.add_argument("--subject", required=True)
-    send.add_argument("--message", required=True)
-    send.add_argument("--name")
+    send.add_argument("--to", required=True, help="the recipient's address")
+    send.add_argument("--subject", required=True, help="the subject line")
+    send.add_argument("--message", required=True, help="the body; - reads it from stdin")
+    send.add_argument("--name", help="the sender's display name")
     send.set_defaults(run=_send)
 
-    serve = commands.add_parser("serve", help="run a local Notify server in the foreground")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8025)
-    serve.add_argument("--key-file", type=Path, help="write the server's key here (mode 0600)")
+    serve = commands.add_parser(
+        "serve",
+        help="run a local Notify server in the foreground, for development",
+        description=(
+            "Run the local Notify server (notify_async.testing) until Ctrl+C or SIGTERM. "
+            "It prints NOTIFY_BASE_URL=... and NOTIFY_API_KEY=... on stdout once it listens."
+        ),
+        parents=[debug],
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8025, help="port to bind; 0 picks one (8025)")
+    serve.add_argument("--keys", type=int, default=1, help="API keys of the account (1)")
+    serve.add_argument("--key-file", type=Path, help="write the primary key here (mode 0600)")
     serve.set_defaults(run=_serve)
+
+    demo = commands.add_parser(
+        "demo", help="run the client against a local Notify server", parents=[debug]
+    )
+    demo.add_argument("--workers", type=int, default=4, help="worker tasks sending (4)")
+    demo.add_argument("--rotations", type=int, default=3, help="key rotations (3)")
+    demo.set_defaults(run=_demo)
     return parser
 
 
@@ -117,18 +210,34 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--key-file",
         type=Path,
-        help="read the API key from this file (default: the NOTIFY_API_KEY variable)",
+        help=f"read the API key from this file (default: the {_KEY_VAR} variable)",
     )
+    _add_base_url_option(parser)
+
+
+def _add_base_url_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", help="the API root (default: NOTIFY_BASE_URL or Notify's)")
 
 
+def _provider(args: argparse.Namespace) -> CredentialProvider:
+    if args.key_file is not None:
+        return FileKeyProvider(args.key_file)
+    if _KEY_VAR not in os.environ:
+        # The library's message speaks to code (api_key=...); this one speaks to a shell.
+        raise CredentialError(f"no API key: set {_KEY_VAR}, or pass --key-file PATH")
+    return EnvKeyProvider(_KEY_VAR)
+
+
 def _client(args: argparse.Namespace) -> NotifyClient:
-    provider: CredentialProvider = (
-        FileKeyProvider(args.key_file) if args.key_file else EnvKeyProvider()
-    )
+    provider = _provider(args)
     if isinstance(provider, EnvKeyProvider):
-        provider.load_now()  # fail before any traffic, with a message naming the variable
+        # This process's environment cannot change under it: waiting for a rotation to be
+        # published there would only delay the error. A key file keeps the grace window.
+        return NotifyClient(credentials=provider, base_url=args.base_url, rotation_grace=0)
     return NotifyClient(credentials=provider, base_url=args.base_url)
+
+
+# -- commands -------------------------------------------------------------------------------
 
 
 async def _keys_list(args: argparse.Namespace) -> int:
@@ -148,39 +257,92 @@ async def _keys_list(args: argparse.Namespace) -> int:
         ]
         print(json.dumps(rows, indent=2))
         return 0
-    table = [("ID", "NAME", "PREFIX", "ACTIVE", "CREATED", "UPDATED")]
+    table = [("ID", "NAME", "PREFIX", "ACTIVE", "CREATED (UTC)", "UPDATED (UTC)")]
     table += [
         (
             k.id,
             k.name,
             k.prefix,
             "yes" if k.active else "no",
-            f"{k.created_at:%Y-%m-%d %H:%M}",
-            f"{k.updated_at:%Y-%m-%d %H:%M}",
+            _utc(k.created_at),
+            _utc(k.updated_at),
         )
         for k in keys
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
     return 0
 
 
+def _utc(moment: datetime) -> str:
+    return f"{moment.astimezone(timezone.utc):%Y-%m-%d %H:%M}"
+
+
 async def _keys_rotate(args: argparse.Namespace) -> int:
-    async with _client(args) as client:
-        result = await client.api_keys.rotate()
-    where = f" and stored in {args.key_file}" if args.key_file else ""
-    print(f"rotated key {result.id}{where}; verified", file=sys.stderr)
+    path: Path = args.key_file
+    provider = FileKeyProvider(path)
+    before = await provider.load()
+    # Check before rotating: a new key that cannot be written anywhere is lost, and the
+    # old one is already dead by then.
+    _check_writable(path)
+    try:
+        async with NotifyClient(credentials=provider, base_url=args.base_url) as client:
+            try:
+                result = await client.api_keys.rotate()
+            except KeyStoreError as exc:
+                # The library's advice ("publish the key in `result`") needs code; here the
+                # key dies with this process, so point at where it can still be found.
+                raise KeyStoreError(
+                    f"the key was rotated to {redact(exc.result.api_key)}, but writing it to "
+                    f"{str(path)!r} failed: the old key no longer works; copy the new key "
+                    "from the Notify dashboard into that file",
+                    result=exc.result,
+                ) from exc
+        # What the other processes will read: it must be the key that was just verified.
+        if await provider.load() != result.api_key:
+            raise CredentialError(
+                f"the key was rotated, but {str(path)!r} no longer holds the new key "
+                f"{redact(result.api_key)}; another process may have written it meanwhile"
+            )
+    except NotifyError:
+        with contextlib.suppress(CredentialError):
+            after = await provider.load()
+            if after != before:
+                print(
+                    f"notify-async: note: {str(path)!r} now holds a new key ({redact(after)}); "
+                    "the old one no longer works",
+                    file=sys.stderr,
+                )
+        raise
+    print(
+        f"notify-async: rotated key {result.id}; the new key is stored in {str(path)!r} "
+        "and verified",
+        file=sys.stderr,
+    )
     print(redact(result.api_key))
     return 0
 
 
+def _check_writable(path: Path) -> None:
+    """Prove that a file can be created beside ``path``, as ``FileKeyProvider.store`` will."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise CredentialError(
+            f"cannot write in {str(path.parent)!r} ({exc.strerror}), so a new key could not "
+            "be stored; nothing was rotated"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 async def _send(args: argparse.Namespace) -> int:
+    message = sys.stdin.read() if args.message == "-" else args.message
     async with _client(args) as client:
         result = await client.emails.send(
-            to=args.to, subject=args.subject, message=args.message, name=args.name
+            to=args.to, subject=args.subject, message=message, name=args.name
         )
     print(result.message or "sent")
     return 0
@@ -189,12 +351,27 @@ async def _send(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     from .testing import LocalNotifyServer  # noqa: PLC0415 - only this command needs aiohttp.web
 
-    async with LocalNotifyServer(host=args.host, port=args.port, key_file=args.key_file) as server:
+    if args.keys < 1:
+        raise ValueError("--keys must be at least 1: the account always has a primary key")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # SIGTERM (a process manager, `kill`) stops cleanly with 0; Ctrl+C is an interrupt (130).
+    # Windows has no add_signal_handler (NotImplementedError), and a thread other than the
+    # main one may not set signal handlers (RuntimeError): main() may run in-process.
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    async with LocalNotifyServer(
+        keys=args.keys, host=args.host, port=args.port, key_file=args.key_file
+    ) as server:
         print(f"NOTIFY_BASE_URL={server.base_url}")
         print(f"NOTIFY_API_KEY={server.api_key}")
-        print("serving; press Ctrl+C to stop", file=sys.stderr)
         sys.stdout.flush()
-        await asyncio.Event().wait()
+        print(
+            f"notify-async: serving a local Notify server at {server.base_url}; "
+            "press Ctrl+C to stop",
+            file=sys.stderr,
+        )
+        await stop.wait()
     return 0
 
 
@@ -226,11 +403,8 @@ async def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _rotation_storm(server: object, *, workers: int, rotations: int) -> None:
+async def _rotation_storm(server: LocalNotifyServer, *, workers: int, rotations: int) -> None:
     """Workers with their own clients share a key file; one of them keeps rotating it."""
-    from .testing import LocalNotifyServer  # noqa: PLC0415
-
-    assert isinstance(server, LocalNotifyServer)  # noqa: S101 - typed loosely for the import
     print(f"\n5. {workers} workers send while the shared key is rotated {rotations} times")
     with tempfile.TemporaryDirectory() as folder:
         key_file = Path(folder) / "notify.key"

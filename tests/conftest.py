@@ -22,4 +22,5 @@ class _ClientResponseWithStreamWriter(aiohttp.ClientResponse):
 
 
 if "stream_writer" in aiohttp.ClientResponse.__init__.__code__.co_varnames:
-    aioresponses.core.ClientResponse = _ClientResponseWithStreamWriter  # type: ignore[misc]
+    # setattr: aioresponses.core only imports the name, so mypy sees no attribute to assign.
+    setattr(aioresponses.core, "ClientResponse", _ClientResponseWithStreamWriter)  # noqa: B010
