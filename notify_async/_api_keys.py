@@ -84,7 +84,7 @@ class ApiKeys:
         provider, then one ``list()`` with the new key.
         """
         key_id = await self._own_key_id(required=True)
-        assert key_id is not None  # noqa: S101 - required=True raises instead
+        assert key_id is not None  # noqa: S101 - required=True raises instead  # nosec B101
         result = await self.regenerate(key_id)
         await self.list()
         return result
@@ -122,6 +122,11 @@ class ApiKeys:
         current = await client._current_key()
         if shared.own_key is None or shared.own_key[0] != current:
             await self.list()
+            if shared.keys.current != current:
+                # The key changed while listing (pushed, or reloaded after a 401), so the
+                # listing may show the old key's prefix: list again with the key in use.
+                current = await client._current_key()
+                await self.list()
         if shared.own_key is not None and shared.own_key[0] == current:
             return shared.own_key[1]
         if required:

@@ -196,6 +196,13 @@ class NotifyClient:
             session=session,
         )
         self._is_view = False
+        if ssl is not None and not isinstance(ssl, SSLContext):
+            # aiohttp's idiom ssl=False must not pass unnoticed: here it would mean "verify".
+            raise ValueError(
+                f"ssl must be an ssl.SSLContext (or None for the default), got {ssl!r}; to "
+                "trust a private CA pass ssl=ssl.create_default_context(cafile=...); to turn "
+                "verification off for a local test server, insecure_skip_tls_verify=True"
+            )
         if insecure_skip_tls_verify:
             if ssl is not None:
                 raise ValueError("pass either ssl or insecure_skip_tls_verify=True, not both")
@@ -291,6 +298,13 @@ class NotifyClient:
         shared = self._shared
         if self._is_view or shared.closed:
             return
+        if shared.loop is not None and shared.loop is not asyncio.get_running_loop():
+            # aiohttp would fail half-way with "attached to a different loop" and leave a task.
+            raise NotifyError(
+                "this NotifyClient was opened on another event loop and can only be closed "
+                "there; create one client per event loop (for example inside the coroutine "
+                "you pass to asyncio.run)"
+            )
         shared.closed = True
         await shared.keys.stop_watching()
         if shared.owns_session and shared.session is not None:
@@ -485,7 +499,8 @@ class NotifyClient:
                 )
         message = f"{method} {path} failed with HTTP {status}: {server_message}"
         if advice:
-            message += f" ({advice})"
+            # Advice may quote a header (a redirect's Location), which may quote the key.
+            message += f" ({self._redact(advice)})"
         return error_class(
             message,
             status_code=status,
@@ -520,15 +535,17 @@ class NotifyClient:
         return unknown
 
     def _redact(self, text: str) -> str:
-        key = self._shared.keys.current
-        if key and key in text:
-            text = text.replace(key, redact(key))
+        # Old keys too: a request sent before a rotation may come back quoting its key.
+        for key in self._shared.keys.known_keys():
+            if key in text:
+                text = text.replace(key, redact(key))
         return text
 
     def _mask_key(self, raw: bytes) -> bytes:
         # Mask before any snippet is cut: a snippet that ends mid-key escapes _redact.
-        key = self._shared.keys.current
-        return raw.replace(key.encode(), redact(key).encode()) if key else raw
+        for key in self._shared.keys.known_keys():
+            raw = raw.replace(key.encode(), redact(key).encode())
+        return raw
 
     def _invalid_response(self, method: str, path: str, raw: bytes) -> InvalidResponseError:
         raw = self._mask_key(raw)

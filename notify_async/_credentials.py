@@ -447,6 +447,11 @@ class KeyHolder:
             return
         await self.replace(key, reason="pushed by the provider")
 
+    def known_keys(self) -> list[str]:
+        """The key in use and the recent ones it replaced: what to mask in server text."""
+        keys = [] if self.current is None else [self.current]
+        return keys + list(self._retired)
+
     async def replace(self, key: str, *, reason: str) -> None:
         """Adopt ``key`` in memory at once, log it by prefix, and run the hook."""
         if key == self.current:

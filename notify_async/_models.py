@@ -76,7 +76,11 @@ def _structure_datetime(value: Any, _: type[datetime]) -> datetime:
     if type(value) is not str:
         raise TypeError(f"expected an ISO-8601 string, got {type(value).__name__}")
     # fromisoformat only learned the "Z" suffix in Python 3.11.
-    parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    try:
+        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    except ValueError:
+        # Python's message quotes the value, which can be anything the server put there.
+        raise ValueError("expected an ISO-8601 timestamp") from None
     if parsed.tzinfo is None:
         # A naive time from an API that documents UTC is UTC; keep it aware for callers.
         parsed = parsed.replace(tzinfo=timezone.utc)
@@ -155,9 +159,9 @@ def parse(body: Any, model: type[T], *, path: str) -> T:
     try:
         return _converter.structure(body, model)
     except Exception as exc:  # cattrs raises ClassValidationError, KeyError, TypeError...
-        raise InvalidResponseError(
-            f"unexpected response shape: {_describe_structure_error(exc, path)}"
-        ) from None
+        problem = _describe_structure_error(exc, path)
+    # Raised outside the except block: cattrs' errors, left as __context__, hold the values.
+    raise InvalidResponseError(f"unexpected response shape: {problem}")
 
 
 def _describe_structure_error(exc: Exception, path: str) -> str:

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 
+import aiohttp
 import attrs
 
 from ._exceptions import APIConnectionError, APIStatusError
@@ -52,6 +53,9 @@ def is_retryable(policy: RetryPolicy, error: BaseException) -> bool:
         allowed = _IDEMPOTENT_STATUSES if policy is RetryPolicy.IDEMPOTENT else _REFUSAL_STATUSES
         return error.status_code in allowed
     if isinstance(error, APIConnectionError):
+        # A certificate that failed verification fails the same way next time.
+        if isinstance(error.__cause__, aiohttp.ClientSSLError):
+            return False
         return policy is RetryPolicy.IDEMPOTENT or not error.request_sent
     return False
 
@@ -78,7 +82,7 @@ class Backoff:
             return float(retry_after)
         ceiling = min(self.maximum, self.initial * 2 ** (retry_number - 1))
         # Full jitter spreads a fleet's retries instead of synchronising them.
-        return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+        return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography  # nosec B311
 
     def too_long(self, error: BaseException | None) -> bool:
         """Whether the server asked us to wait longer than we are willing to sleep."""

@@ -466,7 +466,7 @@ class LocalNotifyServer:
         return new.secret
 
     def _write_key_file(self) -> None:
-        assert self._key_file is not None  # noqa: S101 - callers check it
+        assert self._key_file is not None  # noqa: S101 - callers check it  # nosec B101
         # Write a sibling file and rename it over the old one, so that a reader never
         # sees a half-written key.
         fd, tmp = tempfile.mkstemp(dir=self._key_file.parent, prefix=".notify-key-")
@@ -521,7 +521,7 @@ class LocalNotifyServer:
     def port(self) -> int:
         """The port the server listens on."""
         port = self._started_base().port
-        assert port is not None  # noqa: S101 - URL.build was given one
+        assert port is not None  # noqa: S101 - URL.build was given one  # nosec B101
         return port
 
     def _started_base(self) -> URL:
@@ -645,7 +645,7 @@ class LocalNotifyServer:
         return web.Response(status=fault.code, headers=CIMultiDict(fault.headers), body=fault.body)
 
     async def _sleep(self, seconds: float) -> None:
-        assert self._closing is not None  # noqa: S101 - set by start()
+        assert self._closing is not None  # noqa: S101 - set by start()  # nosec B101
         # The timeout is the normal end of a delay; the event only cuts it short on close.
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._closing.wait(), timeout=seconds)
