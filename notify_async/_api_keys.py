@@ -57,7 +57,7 @@ class ApiKeys:
         """
         if not isinstance(key_id, str) or not key_id.strip():
             raise ValueError("key_id must be a non-empty string, e.g. an id from api_keys.list()")
-        own = key_id == await self._own_key_id(required=False)
+        own = key_id == await self._own_key_id()
         client = self._client
         body = await client.request(
             "POST", "/api_keys/regenerate", policy=RetryPolicy.UNSENT_ONLY, json={"keyId": key_id}
@@ -83,8 +83,13 @@ class ApiKeys:
         and that test in one call: regenerate, adopt in memory, ``store()`` on a writable
         provider, then one ``list()`` with the new key.
         """
-        key_id = await self._own_key_id(required=True)
-        assert key_id is not None  # noqa: S101 - required=True raises instead  # nosec B101
+        key_id = await self._own_key_id()
+        if key_id is None:
+            raise CredentialError(
+                "none of the account's keys has the prefix of the key in use "
+                f"({self._client.key_prefix}), so this client cannot tell which key to "
+                "rotate; use api_keys.regenerate(key_id) with an id from api_keys.list()"
+            )
         result = await self.regenerate(key_id)
         await self.list()
         return result
@@ -116,7 +121,7 @@ class ApiKeys:
             return
         raise failure
 
-    async def _own_key_id(self, *, required: bool) -> str | None:
+    async def _own_key_id(self) -> str | None:
         client = self._client
         shared = client._shared
         current = await client._current_key()
@@ -129,12 +134,6 @@ class ApiKeys:
                 await self.list()
         if shared.own_key is not None and shared.own_key[0] == current:
             return shared.own_key[1]
-        if required:
-            raise CredentialError(
-                f"none of the account's keys has the prefix of the key in use "
-                f"({redact(current)}), so this client cannot tell which key to rotate; "
-                "use api_keys.regenerate(key_id) with an id from api_keys.list()"
-            )
         return None
 
 
