@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = ["ApiKey", "RegeneratedApiKey", "SendEmailResult"]
 
 import json
+import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, TypeVar, get_origin
@@ -72,12 +73,19 @@ def _exact(kind: type[T]) -> Callable[[Any, type[T]], T]:
     return structure
 
 
+if sys.version_info >= (3, 11):
+    _fromisoformat = datetime.fromisoformat
+else:  # fromisoformat only learned the "Z" suffix (and more of ISO 8601) in Python 3.11.
+
+    def _fromisoformat(value: str) -> datetime:
+        return datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+
+
 def _structure_datetime(value: Any, _: type[datetime]) -> datetime:
     if type(value) is not str:
         raise TypeError(f"expected an ISO-8601 string, got {type(value).__name__}")
-    # fromisoformat only learned the "Z" suffix in Python 3.11.
     try:
-        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+        parsed = _fromisoformat(value)
     except ValueError:
         # Python's message quotes the value, which can be anything the server put there.
         raise ValueError("expected an ISO-8601 timestamp") from None
@@ -98,26 +106,29 @@ def _object_only(hook: Callable[[Any, Any], T]) -> Callable[[Any, type[T]], T]:
     return structure
 
 
-def _make_converter() -> cattrs.Converter:
-    converter = cattrs.Converter(forbid_extra_keys=False)
+def _make_converter(*, detailed: bool) -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=False, detailed_validation=detailed)
     for kind in (str, bool, int, float):
         converter.register_structure_hook(kind, _exact(kind))
     converter.register_structure_hook(datetime, _structure_datetime)
-    converter.register_structure_hook(
+    structure_api_key = make_dict_structure_fn(
         ApiKey,
-        _object_only(
-            make_dict_structure_fn(
-                ApiKey,
-                converter,
-                created_at=override(rename="createdAt"),
-                updated_at=override(rename="updatedAt"),
-            )
-        ),
+        converter,
+        created_at=override(rename="createdAt"),
+        updated_at=override(rename="updatedAt"),
+    )
+    # Only the detailed converter needs the check: in the fast one a non-object fails anyway.
+    converter.register_structure_hook(
+        ApiKey, _object_only(structure_api_key) if detailed else structure_api_key
     )
     return converter
 
 
-_converter = _make_converter()
+# Two converters with the same strict hooks. The fast one structures a good response with
+# straight-line code; only when it fails does the detailed one run again on the same body,
+# to say which field is wrong. A good response never pays for the error bookkeeping.
+_fast_converter = _make_converter(detailed=False)
+_detailed_converter = _make_converter(detailed=True)
 
 
 def decode_json(raw: bytes) -> Any:
@@ -157,7 +168,11 @@ def parse(body: Any, model: type[T], *, path: str) -> T:
             f"unexpected response shape: expected a JSON array, got {type(body).__name__} @ {path}"
         )
     try:
-        return _converter.structure(body, model)
+        return _fast_converter.structure(body, model)
+    except Exception:  # noqa: S110 - the detailed converter below explains the failure
+        pass
+    try:
+        return _detailed_converter.structure(body, model)
     except Exception as exc:  # cattrs raises ClassValidationError, KeyError, TypeError...
         problem = _describe_structure_error(exc, path)
     # Raised outside the except block: cattrs' errors, left as __context__, hold the values.
