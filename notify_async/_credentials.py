@@ -377,7 +377,9 @@ class KeyHolder:
 
     async def _reload_until_changed(self, rejected: str) -> str:
         deadline = time.monotonic() + self.rotation_grace
-        pause = 0.1  # then 0.3, 0.9, 2.7: about five loads in a 3 s grace window
+        # A worker that rotated stores the new key a few ms after the server switched, so
+        # look again soon, then back off: 0.02, 0.1, 0.5, 2.5 s, five loads in a 3 s window.
+        pause = 0.02
         while True:
             try:
                 key: str | None = await self._load()
@@ -400,7 +402,7 @@ class KeyHolder:
             # Wake early if this client adopts a key meanwhile (its own regenerate landing).
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(pause, remaining))
-            pause *= 3
+            pause *= 5
 
     async def _load(self) -> str:
         self.loads += 1
