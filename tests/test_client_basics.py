@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
+from support import leaks
 
 from notify_async import (
     DEFAULT_BASE_URL,
@@ -25,12 +26,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # The developer's own shell must not decide what these tests see.
     monkeypatch.delenv("NOTIFY_API_KEY", raising=False)
     monkeypatch.delenv("NOTIFY_BASE_URL", raising=False)
-
-
-def leaks(text: str, key: str, *, shown: int = 8) -> bool:
-    """Whether ``text`` shows more of ``key`` than its first ``shown`` characters."""
-    window = shown + 1
-    return any(key[i : i + window] in text for i in range(len(key) - window + 1))
 
 
 def own_session(client: NotifyClient) -> aiohttp.ClientSession | None:

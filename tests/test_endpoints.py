@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import attrs
 import pytest
+from support import LIST, REGENERATE, SEND, TEMPLATE, call, leaks
 
 from notify_async import (
     APIConnectionError,
@@ -27,11 +28,6 @@ from notify_async import (
 )
 from notify_async.testing import AcceptedEmail, Fault, LocalNotifyServer, instant_retries
 
-LIST = "GET /api_keys"
-REGENERATE = "POST /api_keys/regenerate"
-SEND = "POST /send-email"
-TEMPLATE = "POST /send-email-from-template"
-
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,23 +43,6 @@ async def client(notify_server: LocalNotifyServer) -> AsyncIterator[NotifyClient
         notify_server.api_key, base_url=notify_server.base_url, max_retries=0, rotation_grace=0
     ) as client:
         yield client
-
-
-def leaks(text: str, key: str, *, shown: int = 8) -> bool:
-    """Whether ``text`` shows more of ``key`` than its first ``shown`` characters."""
-    window = shown + 1
-    return any(key[i : i + window] in text for i in range(len(key) - window + 1))
-
-
-async def call(client: NotifyClient, route: str, server: LocalNotifyServer) -> object:
-    """Make the client call that goes to ``route``."""
-    if route == LIST:
-        return await client.api_keys.list()
-    if route == REGENERATE:
-        return await client.api_keys.regenerate(server.keys[-1].id)
-    if route == SEND:
-        return await client.emails.send(to="ada@example.com", subject="Hi", message="Hello")
-    return await client.emails.send_template(template_id="welcome", to="ada@example.com")
 
 
 # -- api_keys.list ---------------------------------------------------------------------------
