@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import notify_async.testing
-from notify_async.testing import ControlClient
+from notify_async.testing import ServerProcess
 
 SEND = "POST /send-email"
 REGENERATE = "POST /api_keys/regenerate"
@@ -107,29 +107,16 @@ async def stop(process: asyncio.subprocess.Process) -> bytes:
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[tuple[dict[str, str], Path]]:
+async def server(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, Path]]:
     """A local Notify server in its own process, publishing its key to a file."""
     key_file = tmp_path / "secrets" / "notify_api_key"
     key_file.parent.mkdir()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-W",
-        "error",
-        "-m",
-        "notify_async.testing",
-        "--key-file",
-        str(key_file),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=ENV,
+    process = ServerProcess(
+        key_file=key_file, python_args=("-W", "error"), env=ENV, capture_stderr=True
     )
-    try:
-        assert process.stdout is not None
-        ready = json.loads(await asyncio.wait_for(process.stdout.readline(), timeout=30))
-        yield ready, key_file
-    finally:
-        stderr = await stop(process)
-    assert process.returncode == 0, stderr.decode()
+    async with process:
+        yield process, key_file
+    assert process.returncode == 0, process.stderr.decode()
 
 
 async def start_worker(
@@ -159,10 +146,10 @@ async def start_worker(
 
 
 async def test_a_fleet_sharing_a_key_file_sends_every_email_exactly_once_across_rotations(
-    server: tuple[dict[str, str], Path],
+    server: tuple[ServerProcess, Path],
 ) -> None:
-    ready, key_file = server
-    base_url = ready["base_url"]
+    notify, key_file = server
+    base_url = notify.base_url
     # Every worker is ready (imports done) before any starts, so that they overlap.
     workers = [
         await start_worker(f"w{i}", base_url, key_file, rotations=ROTATIONS if i == 0 else 0)
@@ -184,8 +171,7 @@ async def test_a_fleet_sharing_a_key_file_sends_every_email_exactly_once_across_
         assert stderr == b"", stderr.decode()
         reports.append(json.loads(stdout))
 
-    async with ControlClient(ready["control_url"]) as control:
-        state = await control.state()
+    state = await notify.control.state()
 
     issued = [subject for report in reports for subject in report["sent"]]
     accepted = collections.Counter(email["subject"] for email in state["emails"])

@@ -14,11 +14,13 @@ records what it accepted and misbehaves on request::
 
 With pytest, ``pytest_plugins = ["notify_async.testing.pytest_plugin"]`` provides the
 ``notify_server`` fixture; ``instant_retries`` makes the client's retry waits zero.
-``python -m notify_async.testing`` runs the server in its own process, and
-``ControlClient`` drives it from another one. See ``docs/testing.md``.
+``python -m notify_async.testing`` runs the server in its own process (``ServerProcess``
+starts and stops it from Python), and ``ControlClient`` drives it from another one.
+See ``docs/testing.md``.
 """
 
 from notify_async._retry import instant_retries
+from notify_async.testing._process import ServerProcess
 from notify_async.testing._server import (
     ROUTES,
     AcceptedEmail,
@@ -34,6 +36,7 @@ __all__ = [
     "ControlClient",
     "Fault",
     "LocalNotifyServer",
+    "ServerProcess",
     "StoredKey",
     "instant_retries",
 ]
