@@ -13,6 +13,8 @@ matplotlib.use("Agg")  # no display: write the PNG only
 
 import matplotlib.pyplot as plt
 
+from benchmarks import redis_storm
+
 TARGET_CPU_RATIO = 1.10
 TARGET_IMPORT_RATIO = 1.3
 TARGET_GROWTH_MB = 5.0
@@ -73,6 +75,22 @@ def targets_table(results: dict[str, Any]) -> str:
             f"| Rotation storm, rotated by {_storm_actor(mode)} ({len(runs)} runs) "
             f"| 1 load, 0 failures | loads {', '.join(map(str, loads))}; "
             f"{failed} failure(s) | {_met(ok)} |"
+        )
+    redis_rows = results.get("redis_storm") or []
+    for shape in redis_storm.SHAPES:
+        runs = [r for r in redis_rows if r["provider"] == "redis" and r["shape"] == shape]
+        if not runs:
+            continue
+        absorbed = [r["absorbed_401s"] for r in runs]
+        files = [
+            r["absorbed_401s"]
+            for r in redis_rows
+            if r["provider"] == "file" and r["shape"] == shape
+        ]
+        lines.append(
+            f"| Redis push, rotation {shape} ({len(runs)} runs): 401s absorbed "
+            f"| 0 | {', '.join(map(str, absorbed))} (file provider: "
+            f"{', '.join(map(str, files))}) | {_met(set(absorbed) == {0})} |"
         )
     memory = results["memory"]
     lines.append(
@@ -223,6 +241,17 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
     parts += [
         "### Rotation storm",
         storm_table(results),
+    ]
+    if results.get("redis_storm"):
+        parts += [
+            "### Rotation storm: Redis push against file reload",
+            "One worker process rotates the key; the measured client holds either a "
+            "`FileKeyProvider` or a `RedisKeyProvider` (whose `watch()` pushes the new key). "
+            "*In flight*: 1,000 requests already queued when the key dies. *Idle*: the rotation "
+            "lands while the client is idle, then 1,000 requests start.",
+            redis_storm.markdown(results["redis_storm"]),
+        ]
+    parts += [
         "### Memory",
         memory_table(results),
         "### Import time",

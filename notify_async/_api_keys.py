@@ -110,11 +110,13 @@ class ApiKeys:
         try:
             await provider.store(result.api_key)  # type: ignore[attr-defined]
         except Exception as exc:
+            # The provider's own words, with every key this client has held masked.
+            reason = self._client._redact(str(exc))[:200]
             failure = KeyStoreError(
                 f"the key was rotated and this client uses the new key "
                 f"{redact(result.api_key)}, but {provider!r}.store() failed with "
-                f"{type(exc).__name__}; the new key is in this error's `result`: publish it "
-                "yourself, or other holders of the old key will keep failing",
+                f"{type(exc).__name__} ({reason}); the new key is in this error's `result`: "
+                "publish it yourself, or other holders of the old key will keep failing",
                 result=result,
             )
         else:

@@ -428,10 +428,13 @@ class KeyHolder:
     async def stop_watching(self) -> None:
         """Cancel the watch task and wait for it, so that none outlives the client."""
         task, self._watch_task = self._watch_task, None
-        if task is not None and not task.done():
+        # Cancel until it ends: a library may swallow one cancellation (asyncio.wait_for
+        # before Python 3.12 does, when the call it waits for completes at that moment).
+        while task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=0.1)
+        if task is not None and not task.cancelled():
+            task.result()  # _watch logs exceptions; re-raise only a KeyboardInterrupt and such
 
     async def _watch(self, watch: Callable[[KeyListener], Awaitable[None]]) -> None:
         try:
