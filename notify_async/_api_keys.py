@@ -9,13 +9,16 @@ from typing import TYPE_CHECKING
 
 from ._credentials import can_store, redact
 from ._exceptions import CredentialError, KeyStoreError
-from ._models import ApiKey, RegeneratedApiKey, parse
+from ._models import ApiKey, Parser, RegeneratedApiKey
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._client import NotifyClient
 
 logger = logging.getLogger("notify_async")
+
+_parse_keys = Parser(list[ApiKey], path="data")
+_parse_regenerated = Parser(RegeneratedApiKey, path="data")
 
 
 class ApiKeys:
@@ -31,7 +34,7 @@ class ApiKeys:
         """
         client = self._client
         body = await client.request("GET", "/api_keys", policy=RetryPolicy.IDEMPOTENT)
-        keys = parse(body.get("data"), list[ApiKey], path="data")
+        keys = _parse_keys(body.get("data"))
         shared = client._shared
         current = shared.keys.current
         # Listing is the only way to learn which id our key has; remember it for free.
@@ -63,14 +66,12 @@ class ApiKeys:
             "POST", "/api_keys/regenerate", policy=RetryPolicy.UNSENT_ONLY, json={"keyId": key_id}
         )
         data = body.get("data")
-        result = parse(
+        result = _parse_regenerated(
             {
                 "id": data.get("id") if isinstance(data, dict) else None,
                 "api_key": data.get("api_key") if isinstance(data, dict) else None,
                 "message": body.get("message", ""),
-            },
-            RegeneratedApiKey,
-            path="data",
+            }
         )
         if own:
             await self._adopt(result)

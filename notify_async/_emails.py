@@ -7,11 +7,14 @@ __all__ = ["Emails"]
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ._models import SendEmailResult, parse
+from ._models import Parser, SendEmailResult
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._client import NotifyClient
+
+
+_parse_result = Parser(SendEmailResult, path="$")
 
 
 class Emails:
@@ -43,7 +46,7 @@ class Emails:
         body = await self._client.request(
             "POST", "/send-email", policy=RetryPolicy.UNSENT_ONLY, json=payload
         )
-        return parse(body, SendEmailResult, path="$")
+        return _parse_result(body)
 
     async def send_template(
         self,
@@ -74,7 +77,7 @@ class Emails:
         body = await self._client.request(
             "POST", "/send-email-from-template", policy=RetryPolicy.UNSENT_ONLY, json=payload
         )
-        return parse(body, SendEmailResult, path="$")
+        return _parse_result(body)
 
 
 def _text(field: str, value: object, *, allow_blank: bool = False) -> str:

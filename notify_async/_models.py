@@ -8,13 +8,13 @@ structuring failure into an ``InvalidResponseError`` that names the field path.
 
 from __future__ import annotations
 
-__all__ = ["ApiKey", "RegeneratedApiKey", "SendEmailResult"]
+__all__ = ["ApiKey", "Parser", "RegeneratedApiKey", "SendEmailResult"]
 
 import json
 import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, TypeVar, get_origin
+from typing import Any, Generic, TypeVar, get_origin
 
 import attrs
 import cattrs
@@ -185,27 +185,42 @@ def describe_body(raw: bytes) -> str:
     return f"{snippet!r}"
 
 
-def parse(body: Any, model: type[T], *, path: str) -> T:
-    """Structure ``body[...]`` (the part at ``path``) into ``model``, or raise.
+class Parser(Generic[T]):
+    """How to structure one part of a response into ``model``, planned once, at import.
 
-    ``path`` is only used for messages, e.g. ``"data"`` so that an error reads
-    ``data[0].createdAt: expected an ISO-8601 string``.
+    ``path`` only names the part in messages, e.g. ``"data"``, so that an error reads
+    ``data[0].createdAt: expected an ISO-8601 timestamp``. Looking the hook up once keeps
+    type dispatch off the per-response path.
     """
-    # cattrs would take any iterable for a list: {} as [], a string as its characters.
-    if get_origin(model) is list and type(body) is not list:
-        raise InvalidResponseError(
-            f"unexpected response shape: expected a JSON array, got {type(body).__name__} @ {path}"
-        )
-    try:
-        return _fast_converter.structure(body, model)
-    except Exception:  # noqa: S110 - the detailed converter below explains the failure
-        pass
-    try:
-        return _detailed_converter.structure(body, model)
-    except Exception as exc:  # cattrs raises ClassValidationError, KeyError, TypeError...
-        problem = _describe_structure_error(exc, path)
-    # Raised outside the except block: cattrs' errors, left as __context__, hold the values.
-    raise InvalidResponseError(f"unexpected response shape: {problem}")
+
+    __slots__ = ("_fast", "_is_list", "model", "path")
+
+    def __init__(self, model: type[T], *, path: str) -> None:
+        self.model = model
+        self.path = path
+        self._is_list = get_origin(model) is list
+        self._fast: Callable[[Any, Any], T] = _fast_converter.get_structure_hook(model)
+
+    def __call__(self, body: Any) -> T:
+        """Structure ``body``, or raise ``InvalidResponseError`` naming the field path."""
+        # cattrs would take any iterable for a list: {} as [], a string as its characters.
+        if self._is_list and type(body) is not list:
+            raise InvalidResponseError(
+                "unexpected response shape: expected a JSON array, "
+                f"got {type(body).__name__} @ {self.path}"
+            )
+        try:
+            return self._fast(body, self.model)
+        except Exception:  # noqa: S110 - the detailed converter below explains the failure
+            pass
+        try:
+            result: T = _detailed_converter.structure(body, self.model)
+        except Exception as exc:  # cattrs raises ClassValidationError, KeyError, TypeError...
+            problem = _describe_structure_error(exc, self.path)
+        else:
+            return result
+        # Raised outside the except block: cattrs' errors, left as __context__, hold the values.
+        raise InvalidResponseError(f"unexpected response shape: {problem}")
 
 
 def _describe_structure_error(exc: Exception, path: str) -> str:
