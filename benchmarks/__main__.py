@@ -22,7 +22,16 @@ import aiohttp
 import httpx
 
 import notify_async
-from benchmarks import failure_path, import_time, memory, overhead, redis_storm, report, storm
+from benchmarks import (
+    failure_path,
+    import_time,
+    instructions,
+    memory,
+    overhead,
+    redis_storm,
+    report,
+    storm,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -88,6 +97,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             "overhead",
             lambda: overhead.run(rounds=rounds, requests=requests, warmup=200 if quick else 500),
         ),
+        ("instructions", instructions.run),
         ("storm", lambda: storm.run(repeats=2 if quick else 3)),
         ("redis_storm", lambda: redis_storm.run(repeats=2 if quick else 5)),
         ("memory", lambda: memory.in_child(target=memory_target, budget_s=args.memory_budget)),

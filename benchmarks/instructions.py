@@ -1,0 +1,129 @@
+"""Instructions per request, counted by callgrind: client overhead without the noise.
+
+CPU time on this shared 2-core machine swings by tens of percent from round to round;
+the number of instructions the client process executes for the same work does not. Each
+variant makes ``SMALL`` and then ``LARGE`` requests at concurrency 50 in a child process
+run under ``valgrind --tool=callgrind``; the difference divided by ``LARGE - SMALL`` is
+its instructions per request, with interpreter start-up, imports and warm-up cancelled
+out. The server runs in its own process, uncounted.
+
+Run alone: ``python -m benchmarks.instructions`` (needs valgrind on the PATH).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import sys
+from typing import Any
+
+from benchmarks._server import ServerProcess
+
+VARIANTS = ("notify-async", "raw aiohttp", "naive wrapper")
+CALLS = ("list", "send")
+CONCURRENCY = 50
+WARMUP = 200
+SMALL, LARGE = 200, 1_200
+BASELINE = "raw aiohttp"
+
+
+async def run() -> dict[str, Any]:
+    """Count instructions per request for each variant and call; ratios to raw aiohttp."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return {"skipped": "valgrind is not on the PATH (apt-get install valgrind)"}
+    rows: list[dict[str, Any]] = []
+    async with ServerProcess(keys=3) as server:
+        for call in CALLS:
+            counts = {}
+            for variant in VARIANTS:
+                small = await _count(valgrind, variant, call, SMALL, server)
+                large = await _count(valgrind, variant, call, LARGE, server)
+                counts[variant] = (large - small) / (LARGE - SMALL)
+                await server.control.reset()  # keep the server's email log small
+            rows.extend(
+                {
+                    "call": call,
+                    "concurrency": CONCURRENCY,
+                    "client": variant,
+                    "instructions_per_request": counts[variant],
+                    "ratio_to_raw": counts[variant] / counts[BASELINE],
+                }
+                for variant in VARIANTS
+            )
+    return {"rows": rows, "small": SMALL, "large": LARGE}
+
+
+async def _count(valgrind: str, variant: str, call: str, requests: int, server: Any) -> int:
+    process = await asyncio.create_subprocess_exec(
+        valgrind,
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "benchmarks.instructions",
+        "--child",
+        variant,
+        call,
+        str(requests),
+        server.base_url,
+        server.api_key,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await process.communicate()
+    collected = re.search(rb"Collected : (\d+)", stderr)
+    if process.returncode != 0 or collected is None:
+        raise RuntimeError(f"callgrind run failed: {stderr.decode(errors='replace')[-500:]}")
+    return int(collected.group(1))
+
+
+async def _child(variant: str, call: str, requests: int, base_url: str, api_key: str) -> None:
+    from benchmarks._clients import NaiveWrapper, NotifyVariant, RawAiohttp  # noqa: PLC0415
+    from benchmarks._stats import drive  # noqa: PLC0415
+
+    client: Any
+    if variant == "notify-async":
+        client = await NotifyVariant(base_url, api_key).open()
+    elif variant == "raw aiohttp":
+        client = RawAiohttp(base_url, api_key)
+    else:
+        client = NaiveWrapper(base_url, api_key)
+    method = client.list_keys if call == "list" else client.send
+    try:
+        await drive(method, WARMUP, CONCURRENCY)
+        await drive(method, requests, CONCURRENCY)
+    finally:
+        await client.aclose()
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The instruction counts as a Markdown table."""
+    if "skipped" in results:
+        return f"Not measured: {results['skipped']}."
+    lines = [
+        "| Call | Concurrency | Client | Instructions per request | × raw aiohttp |",
+        "| --- | ---: | --- | ---: | ---: |",
+    ]
+    for row in results["rows"]:
+        name = f"**{row['client']}**" if row["client"] == "notify-async" else row["client"]
+        lines.append(
+            f"| `{'api_keys.list' if row['call'] == 'list' else 'emails.send'}` "
+            f"| {row['concurrency']} | {name} | {row['instructions_per_request'] / 1000:,.0f} k "
+            f"| {row['ratio_to_raw']:.3f}× |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """``--child VARIANT CALL N URL KEY`` runs one counted child; no arguments runs all."""
+    if sys.argv[1:2] == ["--child"]:
+        variant, call, requests, base_url, api_key = sys.argv[2:7]
+        asyncio.run(_child(variant, call, int(requests), base_url, api_key))
+        return
+    print(markdown(asyncio.run(run())))
+
+
+if __name__ == "__main__":
+    main()
