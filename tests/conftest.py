@@ -7,6 +7,7 @@ from unittest import mock
 
 import aiohttp
 import aioresponses.core
+import pytest
 
 pytest_plugins = ["notify_async.testing.pytest_plugin"]
 
@@ -24,3 +25,23 @@ class _ClientResponseWithStreamWriter(aiohttp.ClientResponse):
 if "stream_writer" in aiohttp.ClientResponse.__init__.__code__.co_varnames:
     # setattr: aioresponses.core only imports the name, so mypy sees no attribute to assign.
     setattr(aioresponses.core, "ClientResponse", _ClientResponseWithStreamWriter)  # noqa: B010
+
+
+# What the developer's own shell exports must not decide what the tests see: a key or base
+# URL would change which provider a client picks, and a proxy would capture loopback traffic.
+_SHELL_VARIABLES = (
+    "NOTIFY_API_KEY",
+    "NOTIFY_BASE_URL",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolate_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _SHELL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)

@@ -21,13 +21,6 @@ from notify_async.testing import LocalNotifyServer
 SECRET = "nk_SeCrEtVaLuE0123456789abcdefghij"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The developer's own shell must not decide what these tests see.
-    monkeypatch.delenv("NOTIFY_API_KEY", raising=False)
-    monkeypatch.delenv("NOTIFY_BASE_URL", raising=False)
-
-
 def own_session(client: NotifyClient) -> aiohttp.ClientSession | None:
     # There is no public accessor for the session; who owns it is what these tests check.
     return client._shared.session

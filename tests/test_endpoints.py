@@ -29,13 +29,6 @@ from notify_async import (
 from notify_async.testing import AcceptedEmail, Fault, LocalNotifyServer, instant_retries
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The developer's own shell must not decide what these tests see.
-    monkeypatch.delenv("NOTIFY_API_KEY", raising=False)
-    monkeypatch.delenv("NOTIFY_BASE_URL", raising=False)
-
-
 @pytest.fixture
 async def client(notify_server: LocalNotifyServer) -> AsyncIterator[NotifyClient]:
     """A client of the fixture server that does not retry, so each error shows as it came."""

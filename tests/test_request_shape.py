@@ -30,13 +30,6 @@ OTHER_ID = "22222222-2222-4222-8222-222222222222"
 SENT = {"success": True, "message": "Email sent successfully"}
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The developer's own shell must not decide what these tests see.
-    monkeypatch.delenv("NOTIFY_API_KEY", raising=False)
-    monkeypatch.delenv("NOTIFY_BASE_URL", raising=False)
-
-
 @pytest.fixture
 def mocked() -> Iterator[aioresponses]:
     with aioresponses() as mock:

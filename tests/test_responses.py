@@ -16,13 +16,6 @@ from notify_async import InvalidResponseError, NotifyClient, SendEmailResult
 from notify_async.testing import Fault, LocalNotifyServer
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The developer's own shell must not decide what these tests see.
-    monkeypatch.delenv("NOTIFY_API_KEY", raising=False)
-    monkeypatch.delenv("NOTIFY_BASE_URL", raising=False)
-
-
 @pytest.fixture
 async def client(notify_server: LocalNotifyServer) -> AsyncIterator[NotifyClient]:
     async with NotifyClient(
