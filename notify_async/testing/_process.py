@@ -83,7 +83,8 @@ class ServerProcess:
             env=self._env,
         )
         try:
-            assert self._process.stdout is not None  # noqa: S101 # nosec B101 - PIPE above
+            # stdout=PIPE above, so it is set; the assert only narrows the type.
+            assert self._process.stdout is not None  # noqa: S101  # nosec B101
             line = await asyncio.wait_for(self._process.stdout.readline(), timeout=30)
             ready = json.loads(line)
         except BaseException:
