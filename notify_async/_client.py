@@ -673,6 +673,12 @@ def _connection_error(exc: BaseException, method: str, path: str) -> APIConnecti
         error = APITimeoutError(
             f"{method} {path}: timed out waiting for the response", request_sent=True
         )
+    elif isinstance(exc, aiohttp.ClientProxyConnectionError):
+        error = APIConnectionError(
+            f"{method} {path}: could not connect to the proxy ({_describe(exc)}); check "
+            "HTTPS_PROXY/HTTP_PROXY, or add the API host to NO_PROXY",
+            request_sent=False,
+        )
     elif isinstance(exc, aiohttp.ClientConnectorError):
         error = APIConnectionError(
             f"{method} {path}: could not connect to the Notify API ({_describe(exc)}); "

@@ -286,6 +286,7 @@ async def test_an_unreachable_proxy_is_a_connection_error_that_hides_its_passwor
             await client.emails.send(to="ada@example.com", subject="Hi", message="Hello")
 
     assert caught.value.request_sent is False
+    assert "could not connect to the proxy" in caught.value.message  # not "to Notify"
     assert notify_server.request_counts["POST /send-email"] == 0
     shown = "".join(traceback.format_exception(caught.value)) + repr(caught.value.__cause__)
     assert "pa55word" not in shown
