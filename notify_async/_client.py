@@ -62,7 +62,7 @@ from ._exceptions import (
     RateLimitError,
 )
 from ._models import decode_json, describe_body
-from ._retry import Backoff, RetryPolicy, is_retryable, parse_retry_after, retry_sleep
+from ._retry import Backoff, RetryPolicy, parse_retry_after, retry_sleep, should_retry
 from ._version import __version__
 
 logger = logging.getLogger("notify_async")
@@ -347,11 +347,7 @@ class NotifyClient:
             return await self._attempt(method, path, json, tally)
         except NotifyError as error:
             failure = error
-        if (
-            self.max_retries
-            and is_retryable(policy, failure)
-            and not self.backoff.too_long(failure)
-        ):
+        if self.max_retries and should_retry(policy, self.backoff, failure):
             try:
                 return await self._retry(method, path, policy, json, tally, failure)
             except NotifyError as error:
@@ -426,7 +422,7 @@ class NotifyClient:
         backoff = self.backoff
 
         def retry_on(error: BaseException) -> bool:
-            return is_retryable(policy, error) and not backoff.too_long(error)
+            return should_retry(policy, backoff, error)
 
         def wait(state: RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None

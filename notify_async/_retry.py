@@ -60,6 +60,11 @@ def is_retryable(policy: RetryPolicy, error: BaseException) -> bool:
     return False
 
 
+def should_retry(policy: RetryPolicy, backoff: Backoff, error: BaseException) -> bool:
+    """Whether to retry ``error``: the policy allows it, and no ``Retry-After`` is too long."""
+    return is_retryable(policy, error) and not backoff.too_long(error)
+
+
 @attrs.frozen
 class Backoff:
     """Exponential backoff with full jitter, overridden by the server's ``Retry-After``.
