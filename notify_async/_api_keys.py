@@ -5,27 +5,33 @@ from __future__ import annotations
 __all__ = ["ApiKeys"]
 
 import logging
-from typing import TYPE_CHECKING
 
 from ._credentials import can_store, redact
 from ._exceptions import CredentialError, KeyStoreError
+from ._keys import KeyHolder
 from ._models import ApiKey, Parser, RegeneratedApiKey
+from ._requester import Requester
 from ._retry import RetryPolicy
-
-if TYPE_CHECKING:
-    from ._client import NotifyClient
 
 logger = logging.getLogger("notify_async")
 
 _parse_keys = Parser(list[ApiKey], path="data")
 _parse_regenerated = Parser(RegeneratedApiKey, path="data")
 
+_REGENERATE_OUTCOME = (
+    "the key may or may not have been regenerated. It was not retried, because a second "
+    "regenerate would invalidate the first new key. If it was regenerated, the old key "
+    "is already invalid and the new one is in the Notify dashboard: publish it where "
+    "your credential provider loads from, and the client picks it up on its next 401"
+)
+
 
 class ApiKeys:
     """The API-key endpoints. Reached as ``client.api_keys``."""
 
-    def __init__(self, client: NotifyClient) -> None:
+    def __init__(self, client: Requester, keys: KeyHolder) -> None:
         self._client = client
+        self._keys = keys
 
     async def list(self) -> list[ApiKey]:
         """Return every key of the account (``GET /api_keys``), each with a prefix only.
@@ -35,13 +41,12 @@ class ApiKeys:
         client = self._client
         body = await client.request("GET", "/api_keys", policy=RetryPolicy.IDEMPOTENT)
         keys = _parse_keys(body.get("data"))
-        shared = client._shared
-        current = shared.keys.current
+        current = self._keys.current
         # Listing is the only way to learn which id our key has; remember it for free.
-        if current is not None and (shared.own_key is None or shared.own_key[0] != current):
+        if current is not None and self._keys.own_key_id() is None:
             own_id = _match_prefix(keys, current)
             if own_id is not None:
-                shared.own_key = (current, own_id)
+                self._keys.remember_own_key_id(current, own_id)
         return keys
 
     async def regenerate(self, key_id: str) -> RegeneratedApiKey:
@@ -63,7 +68,11 @@ class ApiKeys:
         own = key_id == await self._own_key_id()
         client = self._client
         body = await client.request(
-            "POST", "/api_keys/regenerate", policy=RetryPolicy.UNSENT_ONLY, json={"keyId": key_id}
+            "POST",
+            "/api_keys/regenerate",
+            policy=RetryPolicy.UNSENT_ONLY,
+            json={"keyId": key_id},
+            outcome_advice=_REGENERATE_OUTCOME,
         )
         data = body.get("data")
         result = _parse_regenerated(
@@ -88,7 +97,7 @@ class ApiKeys:
         if key_id is None:
             raise CredentialError(
                 "none of the account's keys has the prefix of the key in use "
-                f"({self._client.key_prefix}), so this client cannot tell which key to "
+                f"({redact(await self._keys.get())}), so this client cannot tell which key to "
                 "rotate; use api_keys.regenerate(key_id) with an id from api_keys.list()"
             )
         result = await self.regenerate(key_id)
@@ -96,10 +105,10 @@ class ApiKeys:
         return result
 
     async def _adopt(self, result: RegeneratedApiKey) -> None:
-        shared = self._client._shared
-        await shared.keys.replace(result.api_key, reason="rotated by this client")
-        shared.own_key = (result.api_key, result.id)
-        provider = shared.keys.provider
+        keys = self._keys
+        await keys.replace(result.api_key, reason="rotated by this client")
+        keys.remember_own_key_id(result.api_key, result.id)
+        provider = keys.provider
         if not can_store(provider):
             logger.warning(
                 "the rotated key %s is in use, but %r cannot store it; other holders of the "
@@ -112,7 +121,7 @@ class ApiKeys:
             await provider.store(result.api_key)  # type: ignore[attr-defined]
         except Exception as exc:
             # The provider's own words, with every key this client has held masked.
-            reason = self._client._redact(str(exc))[:200]
+            reason = keys.redact(str(exc))[:200]
             failure = KeyStoreError(
                 f"the key was rotated and this client uses the new key "
                 f"{redact(result.api_key)}, but {provider!r}.store() failed with "
@@ -125,19 +134,15 @@ class ApiKeys:
         raise failure
 
     async def _own_key_id(self) -> str | None:
-        client = self._client
-        shared = client._shared
-        current = await client._current_key()
-        if shared.own_key is None or shared.own_key[0] != current:
+        keys = self._keys
+        current = await keys.get()
+        if keys.own_key_id() is None:
             await self.list()
-            if shared.keys.current != current:
+            if keys.current != current:
                 # The key changed while listing (pushed, or reloaded after a 401), so the
                 # listing may show the old key's prefix: list again with the key in use.
-                current = await client._current_key()
                 await self.list()
-        if shared.own_key is not None and shared.own_key[0] == current:
-            return shared.own_key[1]
-        return None
+        return keys.own_key_id()
 
 
 def _match_prefix(keys: list[ApiKey], current: str) -> str | None:

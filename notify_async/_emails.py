@@ -5,16 +5,17 @@ from __future__ import annotations
 __all__ = ["Emails"]
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from ._models import Parser, SendEmailResult
+from ._requester import Requester
 from ._retry import RetryPolicy
 
-if TYPE_CHECKING:
-    from ._client import NotifyClient
-
-
 _parse_result = Parser(SendEmailResult, path="$")
+
+_SEND_OUTCOME = (
+    "the email may or may not have been sent. It was not retried, so that it is not sent "
+    "twice; check the Notify dashboard before sending it again"
+)
 
 
 class Emails:
@@ -25,7 +26,7 @@ class Emails:
     second attempt could deliver a second email.
     """
 
-    def __init__(self, client: NotifyClient) -> None:
+    def __init__(self, client: Requester) -> None:
         self._client = client
 
     async def send(
@@ -44,7 +45,11 @@ class Emails:
         if name is not None:
             payload["name"] = _text("name", name)
         body = await self._client.request(
-            "POST", "/send-email", policy=RetryPolicy.UNSENT_ONLY, json=payload
+            "POST",
+            "/send-email",
+            policy=RetryPolicy.UNSENT_ONLY,
+            json=payload,
+            outcome_advice=_SEND_OUTCOME,
         )
         return _parse_result(body)
 
@@ -75,7 +80,11 @@ class Emails:
                 raise ValueError("variables must map str to str, e.g. {'first_name': 'Ada'}")
             payload["variables"] = dict(variables)
         body = await self._client.request(
-            "POST", "/send-email-from-template", policy=RetryPolicy.UNSENT_ONLY, json=payload
+            "POST",
+            "/send-email-from-template",
+            policy=RetryPolicy.UNSENT_ONLY,
+            json=payload,
+            outcome_advice=_SEND_OUTCOME,
         )
         return _parse_result(body)
 

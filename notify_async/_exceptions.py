@@ -59,6 +59,9 @@ class NotifyError(Exception):
     """
 
     attempts: int = 0
+    retryable: bool = False
+    """Whether the call's retry policy allowed retrying this failure (the client already
+    retried it, up to ``max_retries``)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -153,12 +156,14 @@ class APIConnectionError(NotifyError):
     """The request got no usable answer: connection refused or reset, DNS, TLS.
 
     ``request_sent`` is False when the connection was never established, so the server
-    cannot have acted on the request.
+    cannot have acted on the request. ``transient`` is False when trying again cannot help
+    (a certificate that failed verification fails the same way every time).
     """
 
-    def __init__(self, message: str, *, request_sent: bool) -> None:
+    def __init__(self, message: str, *, request_sent: bool, transient: bool = True) -> None:
         super().__init__(message)
         self.request_sent = request_sent
+        self.transient = transient
 
 
 class APITimeoutError(APIConnectionError):

@@ -23,7 +23,7 @@ SECRET = "nk_SeCrEtVaLuE0123456789abcdefghij"
 
 def own_session(client: NotifyClient) -> aiohttp.ClientSession | None:
     # There is no public accessor for the session; who owns it is what these tests check.
-    return client._shared.session
+    return client._transport.session
 
 
 # -- base URL --------------------------------------------------------------------------------

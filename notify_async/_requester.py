@@ -1,0 +1,30 @@
+"""What a resource needs from the client: one way to send a call through the pipeline.
+
+Resources depend on this protocol, not on ``NotifyClient``, so that the import graph has
+no cycle (the client imports the resources, the resources import only this).
+"""
+
+from __future__ import annotations
+
+__all__ = ["Requester"]
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from ._retry import RetryPolicy
+
+
+class Requester(Protocol):
+    """Anything with ``NotifyClient.request``'s signature."""
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        policy: RetryPolicy,
+        json: Mapping[str, object] | None = None,
+        outcome_advice: str | None = None,
+    ) -> dict[str, Any]:
+        """Send one call through the pipeline and return its checked JSON envelope."""
+        ...
