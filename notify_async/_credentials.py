@@ -18,6 +18,7 @@ __all__ = [
     "FileKeyProvider",
     "KeyChangeHook",
     "KeyListener",
+    "LeasingCredentialProvider",
     "StaticKeyProvider",
     "WatchingCredentialProvider",
     "WritableCredentialProvider",
@@ -29,7 +30,8 @@ import inspect
 import logging
 import os
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol, cast, runtime_checkable
 
@@ -60,6 +62,25 @@ class WritableCredentialProvider(CredentialProvider, Protocol):
 
     async def store(self, key: str) -> None:
         """Persist ``key`` where ``load()`` (here and in other processes) will find it."""
+        ...
+
+
+@runtime_checkable
+class LeasingCredentialProvider(WritableCredentialProvider, Protocol):
+    """A writable provider that makes rotations across processes take turns.
+
+    ``rotate()`` holds the lease while it reloads, regenerates and stores. Under the lease
+    it reloads first: when the stored key is no longer the one it was asked to rotate,
+    another holder has rotated, and it adopts that key instead of regenerating a second
+    time. So a fleet sharing a leasing provider makes exactly one regenerate per round.
+    """
+
+    def rotation_lease(self, *, timeout: float) -> AbstractAsyncContextManager[None]:
+        """Hold an exclusive, fleet-wide lease while the context is open.
+
+        Wait up to ``timeout`` seconds for it; raise ``CredentialError`` when it does not
+        come. A lease must expire or be released if its holder dies.
+        """
         ...
 
 

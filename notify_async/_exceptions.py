@@ -72,8 +72,18 @@ class CredentialError(NotifyError):
     """The credential provider could not supply a usable API key.
 
     Raised for an unset ``NOTIFY_API_KEY``, a missing or empty key file, a provider
-    whose ``load()`` failed, or a loaded key that is empty or spans several lines.
+    whose ``load()`` failed or overran ``load_timeout``, or a loaded key that is empty or
+    holds a character an HTTP header cannot carry.
+
+    ``pending`` is True when the source answered but holds no complete key yet (an empty
+    file being rewritten in place, a Redis hash not written yet): after a 401 the client
+    looks again within its ``rotation_grace`` window instead of failing at once. It is
+    False when the source could not be reached or is misconfigured.
     """
+
+    def __init__(self, message: str, *, pending: bool = False) -> None:
+        super().__init__(message)
+        self.pending = pending
 
 
 class KeyStoreError(CredentialError):
