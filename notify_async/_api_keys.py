@@ -4,16 +4,12 @@ from __future__ import annotations
 
 __all__ = ["ApiKeys"]
 
-import logging
-
-from ._credentials import can_store, redact
-from ._exceptions import CredentialError, KeyStoreError
+from ._credentials import check_key, redact
+from ._exceptions import CredentialError, InvalidResponseError, OutcomeUnknownError
 from ._keys import KeyHolder
 from ._models import ApiKey, Parser, RegeneratedApiKey
 from ._requester import Requester
 from ._retry import RetryPolicy
-
-logger = logging.getLogger("notify_async")
 
 _parse_keys = Parser(list[ApiKey], path="data")
 _parse_regenerated = Parser(RegeneratedApiKey, path="data")
@@ -52,39 +48,24 @@ class ApiKeys:
     async def regenerate(self, key_id: str) -> RegeneratedApiKey:
         """Regenerate the key ``key_id`` (``POST /api_keys/regenerate``); the old one dies at once.
 
-        If ``key_id`` is the key this client uses, the client adopts the new key in memory
-        as soon as the response arrives (requests in flight with the old key are replayed
-        with it), then ``store()``s it on a provider that can store, before returning.
-        Regenerating another key (a Pro account's dev key) changes nothing in the client.
+        If ``key_id`` is the key this client uses, requests rejected while the regenerate is
+        on the wire wait for its answer; the client adopts the new key in memory as soon as
+        it arrives (they replay with it), then ``store()``s it on a provider that can store,
+        before returning. Regenerating another key (a Pro account's dev key) changes
+        nothing in the client.
 
         Never retried after a lost reply: a second regenerate would invalidate the first
-        new key. Such a failure raises ``OutcomeUnknownError``.
+        new key. Such a failure, and an answer without a usable key, raise
+        ``OutcomeUnknownError``.
 
         Raises:
             KeyStoreError: the new key is in use but could not be stored; it is attached.
         """
         if not isinstance(key_id, str) or not key_id.strip():
             raise ValueError("key_id must be a non-empty string, e.g. an id from api_keys.list()")
-        own = key_id == await self._own_key_id()
-        client = self._client
-        body = await client.request(
-            "POST",
-            "/api_keys/regenerate",
-            policy=RetryPolicy.UNSENT_ONLY,
-            json={"keyId": key_id},
-            outcome_advice=_REGENERATE_OUTCOME,
-        )
-        data = body.get("data")
-        result = _parse_regenerated(
-            {
-                "id": data.get("id") if isinstance(data, dict) else None,
-                "api_key": data.get("api_key") if isinstance(data, dict) else None,
-                "message": body.get("message", ""),
-            }
-        )
-        if own:
-            await self._adopt(result)
-        return result
+        if key_id == await self._own_key_id():
+            return await self._keys.regenerating(lambda: self._send_regenerate(key_id))
+        return await self._send_regenerate(key_id)
 
     async def rotate(self) -> RegeneratedApiKey:
         """Regenerate the key this client uses, store it, and check that it works.
@@ -92,7 +73,55 @@ class ApiKeys:
         Notify advises testing the application after a rotation; this does the rotation
         and that test in one call: regenerate, adopt in memory, ``store()`` on a writable
         provider, then one ``list()`` with the new key.
+
+        Concurrent calls (from this client and its ``with_options`` views) join one
+        regenerate. With a provider that offers a rotation lease (``FileKeyProvider``,
+        ``RedisKeyProvider``), rotations across processes take turns, and a worker that
+        finds the key already rotated by another adopts that key instead of regenerating
+        again: one regenerate per round across the fleet, and ``rotate()`` returns the live
+        key. Once started, a rotation completes even if the caller is cancelled.
         """
+        result = await self._keys.rotate(self._own_key_id_or_raise, self._regenerate_own)
+        await self.list()
+        return result
+
+    async def _regenerate_own(self, key_id: str) -> RegeneratedApiKey:
+        return await self._keys.regenerating(lambda: self._send_regenerate(key_id))
+
+    async def _send_regenerate(self, key_id: str) -> RegeneratedApiKey:
+        body = await self._client.request(
+            "POST",
+            "/api_keys/regenerate",
+            policy=RetryPolicy.UNSENT_ONLY,
+            json={"keyId": key_id},
+            outcome_advice=_REGENERATE_OUTCOME,
+        )
+        data = body.get("data")
+        try:
+            result = _parse_regenerated(
+                {
+                    "id": data.get("id") if isinstance(data, dict) else None,
+                    "api_key": data.get("api_key") if isinstance(data, dict) else None,
+                    "message": body.get("message", ""),
+                }
+            )
+            check_key(result.api_key, source="the regenerate answer")
+        except (InvalidResponseError, CredentialError) as exc:
+            problem = self._keys.redact(exc.message)
+        else:
+            return result
+        # The server answered 2xx, so the old key is most likely dead already.
+        raise OutcomeUnknownError(
+            f"POST /api_keys/regenerate: outcome unknown: the server answered without a "
+            f"usable new key ({problem}). The old key is most likely invalid already; take "
+            "the new key from the Notify dashboard and publish it where your credential "
+            "provider loads from",
+            method="POST",
+            path="/api_keys/regenerate",
+            status_code=None,
+        )
+
+    async def _own_key_id_or_raise(self) -> str:
         key_id = await self._own_key_id()
         if key_id is None:
             raise CredentialError(
@@ -100,38 +129,7 @@ class ApiKeys:
                 f"({redact(await self._keys.get())}), so this client cannot tell which key to "
                 "rotate; use api_keys.regenerate(key_id) with an id from api_keys.list()"
             )
-        result = await self.regenerate(key_id)
-        await self.list()
-        return result
-
-    async def _adopt(self, result: RegeneratedApiKey) -> None:
-        keys = self._keys
-        await keys.replace(result.api_key, reason="rotated by this client")
-        keys.remember_own_key_id(result.api_key, result.id)
-        provider = keys.provider
-        if not can_store(provider):
-            logger.warning(
-                "the rotated key %s is in use, but %r cannot store it; other holders of the "
-                "old key will fail until you publish the new one",
-                redact(result.api_key),
-                provider,
-            )
-            return
-        try:
-            await provider.store(result.api_key)  # type: ignore[attr-defined]
-        except Exception as exc:
-            # The provider's own words, with every key this client has held masked.
-            reason = keys.redact(str(exc))[:200]
-            failure = KeyStoreError(
-                f"the key was rotated and this client uses the new key "
-                f"{redact(result.api_key)}, but {provider!r}.store() failed with "
-                f"{type(exc).__name__} ({reason}); the new key is in this error's `result`: "
-                "publish it yourself, or other holders of the old key will keep failing",
-                result=result,
-            )
-        else:
-            return
-        raise failure
+        return key_id
 
     async def _own_key_id(self) -> str | None:
         keys = self._keys

@@ -23,6 +23,7 @@ __all__ = ["DEFAULT_BASE_URL", "NotifyClient"]
 import asyncio
 import logging
 import os
+import time
 import warnings
 from collections.abc import Mapping
 from ssl import SSLContext
@@ -45,7 +46,7 @@ from ._credentials import (
 from ._emails import Emails
 from ._errors import invalid_response, outcome_open, outcome_unknown, reason, status_error
 from ._exceptions import APIStatusError, CredentialError, InvalidResponseError, NotifyError
-from ._keys import KeyHolder, StaleKeyError
+from ._keys import MAX_KEY_REPLAYS, KeyHolder, StaleKeyError
 from ._models import decode_json
 from ._retry import Backoff, RetryPolicy, retry_sleep, should_retry
 from ._transport import Transport, is_loopback, tls_setting
@@ -98,9 +99,13 @@ class NotifyClient:
         connect_timeout: seconds to wait for a connection (a slot in the pool included).
         session: an ``aiohttp.ClientSession`` to use. The client never closes a session
             it was given; it creates and closes its own otherwise.
-        rotation_grace: after a 401, how long to keep polling a provider that still
-            returns the rejected key, while another worker publishes a rotation (0: none).
-        on_key_change: an async hook told the redacted prefix of each new key.
+        rotation_grace: after a 401, how long to keep polling a provider that offers only
+            rejected keys, while another worker publishes a rotation (0: look once).
+        on_key_change: an async hook told the redacted prefix of each new key. It runs in
+            the background after the key is in use and stored, limited to 10 s; requests
+            never wait for it, and its failures are logged.
+        load_timeout: seconds one ``load()`` of the provider may take; a load that overruns
+            it fails with ``CredentialError``, for every request waiting on it.
         ssl: an ``ssl.SSLContext`` to verify the server with, e.g. one that trusts a
             private CA (``ssl.create_default_context(cafile=...)``). Certificates are
             always verified; by default against the system's trust store.
@@ -127,17 +132,25 @@ class NotifyClient:
         session: aiohttp.ClientSession | None = None,
         rotation_grace: float = 3.0,
         on_key_change: KeyChangeHook | None = None,
+        load_timeout: float = 5.0,
         backoff: Backoff | None = None,
         ssl: SSLContext | None = None,
         insecure_skip_tls_verify: bool = False,
     ) -> None:
         provider, first_key = _choose_provider(api_key, credentials)
-        if rotation_grace < 0:
+        if not rotation_grace >= 0:
             raise ValueError("rotation_grace must be >= 0 seconds (0 disables the grace window)")
+        if not load_timeout > 0:
+            raise ValueError("load_timeout must be > 0 seconds")
         base_url = _check_base_url(
             base_url or os.environ.get("NOTIFY_BASE_URL") or DEFAULT_BASE_URL
         )
-        self._keys = KeyHolder(provider, rotation_grace=rotation_grace, on_key_change=on_key_change)
+        self._keys = KeyHolder(
+            provider,
+            rotation_grace=rotation_grace,
+            on_key_change=on_key_change,
+            load_timeout=load_timeout,
+        )
         if first_key is not None:
             self._keys.adopt(first_key)
         self._transport = Transport(
@@ -339,13 +352,18 @@ class NotifyClient:
         key = keys.current or await keys.get()
         status, raw, headers = await self._send(call, key)
         if status == 401:
-            # A 401 is a rejection, so replaying is safe even for a POST.
-            try:
-                key = await keys.recover(key)
-            except StaleKeyError:
-                raise self._auth_error(call, raw, headers, stale=True) from None
-            status, raw, headers = await self._send(call, key)
-            if status == 401:
+            # A 401 is a rejection, so replaying is safe even for a POST. Each replay uses
+            # a newer key than the last; rotations may overlap while the call is in flight.
+            deadline = time.monotonic() + keys.rotation_grace + self._timeout
+            for _ in range(MAX_KEY_REPLAYS):
+                try:
+                    key = await keys.recover(key, deadline=deadline)
+                except StaleKeyError:
+                    raise self._auth_error(call, raw, headers, stale=True) from None
+                status, raw, headers = await self._send(call, key)
+                if status != 401:
+                    break
+            else:
                 raise self._auth_error(call, raw, headers, stale=False)
         if not 200 <= status < 300:
             raise status_error(call.method, call.path, status, raw, headers, redactor=keys)
@@ -427,14 +445,14 @@ class NotifyClient:
         if stale:
             grace = self._keys.rotation_grace
             advice = (
-                f"the key was rejected and {provider!r} still returned the same key after "
-                f"{grace:g}s; publish the current key where it loads from, or check "
-                "that the key was not revoked"
+                f"the key was rejected and {provider!r} offered only rejected keys for "
+                f"{grace:g}s (rotation_grace); publish the current key where it loads "
+                "from, or check that the key was not revoked"
             )
         else:
             advice = (
-                f"the key was rejected, and so was the key {provider!r} gave on reload; "
-                "check that the provider has the current key"
+                f"the key was rejected, and so were the {MAX_KEY_REPLAYS} newer keys "
+                f"{provider!r} gave on reload; check that the provider has the current key"
             )
         return status_error(
             call.method, call.path, 401, raw, headers, redactor=self._keys, advice=advice

@@ -37,6 +37,11 @@ from typing import Protocol, cast, runtime_checkable
 
 from ._exceptions import CredentialError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows has no flock
+    fcntl = None  # type: ignore[assignment]
+
 logger = logging.getLogger("notify_async")
 
 KeyChangeHook = Callable[[str], Awaitable[None]]
@@ -112,22 +117,31 @@ def redact(key: str) -> str:
 
 
 def check_key(key: object, *, source: str) -> str:
-    """Return ``key`` if it can travel in an ``x-api-key`` header, else raise ``CredentialError``.
+    """Return ``key`` ready for an ``x-api-key`` header, else raise ``CredentialError``.
 
-    A CR or LF would split the header, and aiohttp rejects it with an error that quotes the
-    header, key included; we refuse it first with a message that does not.
+    A UTF-8 byte-order mark and surrounding whitespace are stripped (an editor or
+    ``echo`` adds them). What remains must be visible ASCII, the only characters a
+    header value carries safely: a CR or LF would split the header, and aiohttp refuses
+    NUL, DEL or ESC with an error that quotes the header, key included. The message names
+    the offending character by position and code point, never the key.
     """
     if not isinstance(key, str):
         raise CredentialError(
             f"{source} returned {type(key).__name__}, not a str; a provider's load() must "
             "return the API key as a string"
         )
-    if not key.strip():
-        raise CredentialError(f"{source} gave an empty API key; set it to your Notify API key")
-    if "\r" in key or "\n" in key:
+    key = key.strip().removeprefix("\ufeff").strip()
+    if not key:
         raise CredentialError(
-            f"{source} gave an API key that spans several lines; "
-            "it must be a single line (check for a stray newline or a pasted file)"
+            f"{source} gave an empty API key; set it to your Notify API key", pending=True
+        )
+    if not (key.isascii() and key.isprintable()) or " " in key:
+        position, char = next((i, c) for i, c in enumerate(key) if not ("!" <= c <= "~"))
+        what = "spans several lines" if char in "\r\n" else "holds a character"
+        raise CredentialError(
+            f"{source} gave an API key that {what} an HTTP header cannot carry "
+            f"(U+{ord(char):04X} at position {position + 1}); a Notify API key is one line "
+            "of visible ASCII: check for a stray newline, a pasted file, or a wrong encoding"
         )
     return key
 
@@ -188,6 +202,12 @@ class FileKeyProvider:
     ``load()`` strips surrounding whitespace. ``store()`` writes atomically (a temporary
     file in the same folder, fsync, ``os.replace``) with mode 0600, so a reader racing the
     writer sees the old key or the new one, never half of one.
+
+    It offers a rotation lease (``LeasingCredentialProvider``): an ``fcntl.flock`` on the
+    file ``<name>.lock`` beside the key, so that workers on one host sharing the file make
+    one regenerate per rotation. The kernel releases the lock when its holder dies. Where
+    ``fcntl`` does not exist (Windows) there is no lease, and concurrent rotations behave
+    as with any provider without one.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -204,17 +224,45 @@ class FileKeyProvider:
         except FileNotFoundError:
             raise CredentialError(
                 f"the key file {str(self.path)!r} does not exist; write your Notify API key "
-                "into it, or point FileKeyProvider at the right path"
+                "into it, or point FileKeyProvider at the right path",
+                pending=True,
             ) from None
         except OSError as exc:
             raise CredentialError(
                 f"the key file {str(self.path)!r} could not be read ({exc.strerror})"
             ) from None
-        return check_key(text.strip(), source=f"the key file {str(self.path)!r}")
+        return check_key(text, source=f"the key file {str(self.path)!r}")
 
     async def store(self, key: str) -> None:
         """Atomically replace the file's content with ``key`` (mode 0600)."""
         await asyncio.to_thread(self._write_atomically, key)
+
+    @contextlib.asynccontextmanager
+    async def rotation_lease(self, *, timeout: float) -> AsyncIterator[None]:
+        """Hold an exclusive ``flock`` on ``<name>.lock`` beside the key file.
+
+        Waits up to ``timeout`` seconds, polling without blocking the event loop; raises
+        ``CredentialError`` when the lock does not come.
+        """
+        if fcntl is None:  # pragma: no cover - Windows
+            yield
+            return
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise CredentialError(
+                f"could not open the rotation lock {str(lock_path)!r} ({exc.strerror}); "
+                "the folder of the key file must be writable"
+            ) from None
+        try:
+            await _lock_within(fd, timeout, lock_path)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def _write_atomically(self, key: str) -> None:
         folder = self.path.parent
@@ -237,6 +285,26 @@ class FileKeyProvider:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+
+
+async def _lock_within(fd: int, timeout: float, lock_path: Path) -> None:
+    assert fcntl is not None  # noqa: S101  # nosec B101 - only called where it exists
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pause = 0.005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if loop.time() >= deadline:
+                raise CredentialError(
+                    f"another process held the rotation lock {str(lock_path)!r} for more "
+                    f"than {timeout:g}s; it may be stuck in a rotation"
+                ) from None
+        else:
+            return
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 class CallableKeyProvider:
@@ -302,12 +370,16 @@ class ChainKeyProvider:
     async def load(self) -> str:
         """Return the key of the first provider that has one."""
         failures = []
+        pending = False
         for provider in self.providers:
             try:
                 return await provider.load()
             except CredentialError as exc:
                 failures.append(exc.message)
-        raise CredentialError("no provider in the chain had a key: " + "; ".join(failures))
+                pending = pending or exc.pending
+        raise CredentialError(
+            "no provider in the chain had a key: " + "; ".join(failures), pending=pending
+        )
 
     async def store(self, key: str) -> None:
         """Store ``key`` with the first provider that can store."""

@@ -8,6 +8,7 @@ from support import leaks
 
 from notify_async import (
     DEFAULT_BASE_URL,
+    CallableKeyProvider,
     CredentialError,
     CredentialProvider,
     EnvKeyProvider,
@@ -166,10 +167,12 @@ def test_an_object_without_load_is_not_a_credential_provider() -> None:
         ("", "empty API key"),
         ("   ", "empty API key"),
         ("\t\n", "empty API key"),
-        (SECRET + "\n", "single line"),
-        (SECRET + "\r\n", "single line"),
-        ("nk_SeCrEt\rVaLuE0123456789abcdefghij", "single line"),
-        ("nk_SeCrEtVaLuE01234\n56789abcdefghij", "single line"),
+        ("nk_SeCrEt\rVaLuE0123456789abcdefghij", "several lines"),
+        ("nk_SeCrEtVaLuE01234\n56789abcdefghij", "several lines"),
+        ("nk_SeCrEtVaLuE01234\x0056789abcdefghij", "cannot carry"),
+        ("nk_SeCrEtVaLuE01234\x7f56789abcdefghij", "cannot carry"),
+        ("nk_SeCrEtVaLuE01234\x1b56789abcdefghij", "cannot carry"),
+        ("nk_SeCrEtVaLuE01234 56789abcdefghij", "cannot carry"),
     ],
 )
 def test_a_bad_api_key_is_refused_before_anything_is_sent(key: str, advice: str) -> None:
@@ -183,10 +186,35 @@ def test_a_bad_api_key_is_refused_before_anything_is_sent(key: str, advice: str)
 
 
 async def test_a_bad_key_sends_nothing(notify_server: LocalNotifyServer) -> None:
-    with pytest.raises(ValueError, match="single line"):
-        NotifyClient(notify_server.api_key + "\n", base_url=notify_server.base_url)
+    with pytest.raises(ValueError, match="several lines"):
+        NotifyClient(notify_server.api_key + "\nX", base_url=notify_server.base_url)
 
     assert sum(notify_server.request_counts.values()) == 0
+
+
+@pytest.mark.parametrize("wrapped", ["{}\n", "\ufeff{}", "  {}\r\n", "\t{} "])
+async def test_a_bom_and_surrounding_whitespace_are_stripped(
+    notify_server: LocalNotifyServer, wrapped: str
+) -> None:
+    async with NotifyClient(
+        wrapped.format(notify_server.api_key), base_url=notify_server.base_url
+    ) as client:
+        await client.api_keys.list()
+        rotated = await client.api_keys.rotate()
+
+    assert rotated.api_key == notify_server.api_key
+
+
+async def test_a_custom_providers_key_is_stripped_too(notify_server: LocalNotifyServer) -> None:
+    async def load() -> str:
+        return " " + notify_server.api_key + "\n"
+
+    async with NotifyClient(
+        credentials=CallableKeyProvider(load, lambda key: None), base_url=notify_server.base_url
+    ) as client:
+        await client.api_keys.rotate()  # finds its own key id from the stripped key
+
+    assert notify_server.request_counts["POST /api_keys/regenerate"] == 1
 
 
 def test_unset_notify_api_key_is_refused_naming_the_variable() -> None:
@@ -203,7 +231,13 @@ def test_unset_notify_api_key_is_refused_naming_the_variable() -> None:
 
 @pytest.mark.parametrize(
     ("value", "advice"),
-    [("", "empty API key"), ("  ", "empty API key"), (SECRET + "\n", "single line")],
+    [
+        ("", "empty API key"),
+        ("  ", "empty API key"),
+        (SECRET[:9] + "\n" + SECRET[9:], "several lines"),
+        # A byte that is not UTF-8 reaches Python as a surrogate escape.
+        (SECRET[:9] + "\udcff" + SECRET[9:], "cannot carry"),
+    ],
 )
 def test_a_bad_notify_api_key_is_refused_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, value: str, advice: str

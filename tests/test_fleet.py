@@ -196,4 +196,5 @@ async def test_a_fleet_sharing_a_key_file_sends_every_email_exactly_once_across_
     # The shared file holds the live key, privately, and nothing else is left in its folder.
     assert key_file.read_text().strip() == state["api_key"]
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert os.listdir(key_file.parent) == [key_file.name]
+    # No temporary file left behind: the key, and the rotation lock beside it.
+    assert sorted(os.listdir(key_file.parent)) == [key_file.name, f"{key_file.name}.lock"]

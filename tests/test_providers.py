@@ -390,7 +390,11 @@ def _raise_with_secret() -> str:
     ("load", "expected"),
     [
         pytest.param(lambda: f"{SECRET}\nsecond line", "several lines", id="multi-line"),
-        pytest.param(lambda: f"{SECRET}\r", "several lines", id="carriage-return"),
+        pytest.param(lambda: f"{SECRET}\rinjected", "several lines", id="carriage-return"),
+        pytest.param(lambda: f"{SECRET}\x00", "cannot carry", id="nul"),
+        pytest.param(lambda: f"{SECRET[:9]}\x7f{SECRET[9:]}", "cannot carry", id="del"),
+        pytest.param(lambda: f"\x1b{SECRET}", "cannot carry", id="esc"),
+        pytest.param(lambda: f"{SECRET[:5]}\u00e9{SECRET[5:]}", "cannot carry", id="non-ascii"),
         pytest.param(lambda: "", "empty API key", id="empty"),
         pytest.param(lambda: "   ", "empty API key", id="blank"),
         pytest.param(lambda: 12345, "not a str", id="not-a-str"),

@@ -323,7 +323,7 @@ async def test_credential_errors_show_no_key(
         await audit.run(client.__aenter__())
         audit.see(client, provider)
         await client.close()
-    monkeypatch.setenv("NOTIFY_API_KEY", key + "\r\n")
+    monkeypatch.setenv("NOTIFY_API_KEY", key[:9] + "\x1b" + key[9:])
     try:
         NotifyClient(base_url=server.base_url)
     except CredentialError as error:

@@ -61,7 +61,7 @@ ROUTES: tuple[str, ...] = (
     "POST /send-email-from-template",
 )
 
-FaultKind = Literal["status", "delay", "drop_before", "drop_after"]
+FaultKind = Literal["status", "delay", "delay_after", "drop_before", "drop_after"]
 
 _Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
@@ -167,9 +167,10 @@ class AcceptedEmail:
 class Fault:
     """A misbehaviour queued for exactly one upcoming request on one route.
 
-    Build one with ``Fault.status``, ``Fault.delay``, ``Fault.drop_before`` or
-    ``Fault.drop_after`` and queue it with ``LocalNotifyServer.inject``. All faults but
-    ``drop_after`` act before the API key is checked and before the request is handled.
+    Build one with ``Fault.status``, ``Fault.delay``, ``Fault.delay_after``,
+    ``Fault.drop_before`` or ``Fault.drop_after`` and queue it with
+    ``LocalNotifyServer.inject``. All faults but ``delay_after`` and ``drop_after`` act
+    before the API key is checked and before the request is handled.
     """
 
     kind: FaultKind
@@ -234,6 +235,17 @@ class Fault:
         return cls(kind="delay", seconds=float(seconds))
 
     @classmethod
+    def delay_after(cls, seconds: float) -> Fault:
+        """Handle the request fully, then wait this long before answering.
+
+        The work is done (an email recorded, a key regenerated and the old one dead) while
+        the client still waits: the window in which other requests meet its effects.
+        """
+        if seconds < 0:
+            raise ValueError(f"a delay cannot be negative: {seconds}")
+        return cls(kind="delay_after", seconds=float(seconds))
+
+    @classmethod
     def drop_before(cls) -> Fault:
         """Close the connection without handling the request or answering it.
 
@@ -252,8 +264,8 @@ class Fault:
 
     def to_json(self) -> dict[str, Any]:
         """Return the fault in the form ``POST /_control/faults`` takes."""
-        if self.kind == "delay":
-            return {"kind": "delay", "seconds": self.seconds}
+        if self.kind in ("delay", "delay_after"):
+            return {"kind": self.kind, "seconds": self.seconds}
         if self.kind != "status":
             return {"kind": self.kind}
         encoded: dict[str, Any] = {
@@ -277,11 +289,11 @@ class Fault:
             return cls.drop_before()
         if kind == "drop_after":
             return cls.drop_after()
-        if kind == "delay":
+        if kind in ("delay", "delay_after"):
             seconds = data.get("seconds")
             if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
                 raise ValueError("a delay fault needs a number of seconds")
-            return cls.delay(seconds)
+            return cls.delay(seconds) if kind == "delay" else cls.delay_after(seconds)
         if kind == "status":
             return cls._status_from_json(data)
         raise ValueError(f"unknown fault kind {kind!r}")
@@ -629,6 +641,8 @@ class LocalNotifyServer:
                     response = _error(400, str(exc))
             if fault is not None and fault.kind == "drop_after":
                 return _drop_connection(request)
+            if fault is not None and fault.kind == "delay_after":
+                await self._sleep(fault.seconds)
             return response
 
         return endpoint
