@@ -8,6 +8,7 @@ the client; the test only waits for the server to reach a state, and asserts cou
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -54,6 +55,10 @@ async def until(condition: Callable[[], bool], *, within: float = 10.0) -> None:
         await asyncio.sleep(0.005)
 
 
+def reached(server: LocalNotifyServer, route: str, count: int) -> bool:
+    return server.request_counts[route] >= count
+
+
 def subjects(server: LocalNotifyServer) -> list[str]:
     return sorted(email.subject or "" for email in server.emails)
 
@@ -88,7 +93,7 @@ async def storm(
 
         async def operator() -> None:
             for number in range(1, rotations + 1):
-                await until(lambda n=number: server.request_counts[route] >= n * calls // 4)
+                await until(functools.partial(reached, server, route, number * calls // 4))
                 # No await between the switch and the write: published at once.
                 key_file.write_text(server.rotate())  # noqa: ASYNC240
 
