@@ -441,7 +441,7 @@ async def test_load_names_redis_when_the_key_is_missing_or_not_a_hash(
     with pytest.raises(CredentialError, match="has no Notify API key in 'notify:api_key'"):
         await provider.load()
     await admin.set(REDIS_KEY, "nk_" + "x" * 32)
-    with pytest.raises(CredentialError, match="must be a hash written by RedisKeyProvider"):
+    with pytest.raises(CredentialError, match="'notify:api_key': it is not a hash; delete it"):
         await provider.load()
 
 
