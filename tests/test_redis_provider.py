@@ -14,6 +14,7 @@ import gc
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -466,3 +467,175 @@ async def test_the_key_and_the_redis_password_never_show(
     assert "could not store the rotated Notify API key in Redis" in str(storing.value)
     query = RedisKeyProvider("unix:///run/redis.sock?db=0&password=hunter2")
     assert "hunter2" not in repr(query)
+
+
+# -- malformed data ---------------------------------------------------------------------------
+
+SEEDED_KEY = "nk_" + "1" * 32
+REPAIRED_KEY = "nk_" + "2" * 32
+A_STRING_KEY = "nk_" + "s" * 32
+NOT_UTF8 = b"nk_\xff\xfe" + b"9" * 30
+
+
+async def corrupt(admin: Redis, how: str) -> None:
+    """Write what a hand edit or another program might leave in the provider's hash."""
+    if how == "version abc":
+        await admin.hset(REDIS_KEY, "version", "abc")
+    elif how == "version 3.0":
+        await admin.hset(REDIS_KEY, "version", "3.0")
+    elif how == "key not UTF-8":
+        await admin.hset(REDIS_KEY, "key", NOT_UTF8)
+    else:
+        assert how == "a string, not a hash"
+        await admin.delete(REDIS_KEY)
+        await admin.set(REDIS_KEY, A_STRING_KEY)
+
+
+CORRUPTIONS = ["version abc", "version 3.0", "key not UTF-8", "a string, not a hash"]
+
+
+@pytest.mark.parametrize("how", CORRUPTIONS)
+async def test_load_names_the_redis_key_of_a_malformed_hash_and_never_its_value(
+    redis_server: RedisServer, admin: Redis, how: str
+) -> None:
+    await seed(redis_server, SEEDED_KEY)
+    await corrupt(admin, how)
+
+    with pytest.raises(CredentialError) as caught:
+        await provider_for(redis_server).load()
+
+    message = str(caught.value)
+    assert f"Redis at {redis_server.url} holds a malformed Notify API key hash in " in message
+    assert "'notify:api_key'" in message
+    assert caught.value.pending is False  # looking again cannot help; a store repairs it
+    for value in (SEEDED_KEY, A_STRING_KEY, "nk_\ufffd", "abc", "3.0"):
+        assert value not in message
+
+
+@pytest.mark.parametrize("how", CORRUPTIONS)
+async def test_a_malformed_hash_is_logged_and_skipped_and_the_watch_hands_on_the_next_key(
+    redis_server: RedisServer, admin: Redis, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    caplog.set_level(logging.INFO, logger="notify_async")
+    await seed(redis_server, SEEDED_KEY)
+    handed: list[str] = []
+
+    async def on_key(key: str) -> None:
+        handed.append(key)
+
+    watch = asyncio.create_task(provider_for(redis_server).watch(on_key))
+    try:
+        await wait_until(lambda: handed == [SEEDED_KEY])
+        await corrupt(admin, how)
+        await admin.publish(CHANNEL, "2")
+        await wait_until(lambda: "ignoring the malformed Notify API key hash" in caplog.text)
+        assert not watch.done()
+        assert "lost the subscription" not in caplog.text  # not mistaken for an outage
+
+        if how == "a string, not a hash":
+            await admin.delete(REDIS_KEY)  # a store never overwrites another type: see below
+        await provider_for(redis_server).store(REPAIRED_KEY)  # a rotation repairs the hash
+        await wait_until(lambda: handed == [SEEDED_KEY, REPAIRED_KEY])
+    finally:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
+
+    [error] = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert "'notify:api_key'" in error.getMessage()
+    assert re.fullmatch(r"[0-9]+", str(await admin.hget(REDIS_KEY, "version")))
+    for value in (SEEDED_KEY, REPAIRED_KEY, A_STRING_KEY):
+        assert value not in caplog.text
+
+
+async def test_a_store_over_a_value_of_another_type_fails_and_leaves_it_alone(
+    redis_server: RedisServer, admin: Redis
+) -> None:
+    await admin.set(REDIS_KEY, "another application's data")
+    with pytest.raises(CredentialError) as caught:
+        await provider_for(redis_server).store(REPAIRED_KEY)
+    assert "'notify:api_key' holds something other than a hash; delete it (DEL)" in str(
+        caught.value
+    )
+    assert REPAIRED_KEY not in str(caught.value)
+    assert await admin.get(REDIS_KEY) == "another application's data"
+
+
+async def test_load_is_pending_only_when_redis_answered_without_a_key(
+    redis_server: RedisServer, admin: Redis
+) -> None:
+    provider = provider_for(redis_server)
+    # Not published yet: the client may look again within its rotation_grace.
+    with pytest.raises(CredentialError) as empty:
+        await provider.load()
+    assert empty.value.pending is True
+    await admin.hset(REDIS_KEY, "version", "1")
+    with pytest.raises(CredentialError) as no_key_field:
+        await provider.load()
+    assert no_key_field.value.pending is True
+    # A key that cannot travel in a header is not "late": it is wrong.
+    await admin.hset(REDIS_KEY, "key", "  ")
+    with pytest.raises(CredentialError) as blank:
+        await provider.load()
+    assert blank.value.pending is False
+    # Unreachable: not pending either.
+    redis_server.stop()
+    with pytest.raises(CredentialError) as down:
+        await provider.load()
+    assert down.value.pending is False
+    assert "could not reach Redis at redis://127.0.0.1:" in str(down.value)
+
+
+# -- Redis down: one attempt set --------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def broken_redis(*, answers: bool) -> AsyncIterator[tuple[str, list[int]]]:
+    """A TCP port that accepts connections and closes them, or keeps them silent.
+
+    Yields its URL and a one-item list counting the connections it accepted.
+    """
+    accepted = [0]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted[0] += 1
+        if answers:
+            writer.close()
+        else:
+            await reader.read()  # silent until the client gives up and closes
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"redis://127.0.0.1:{port}/0", accepted
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("answers", [True, False], ids=["closes at once", "never answers"])
+async def test_a_load_from_a_broken_redis_fails_after_one_attempt_set(*, answers: bool) -> None:
+    async with broken_redis(answers=answers) as (url, accepted):
+        provider = RedisKeyProvider(url, timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(CredentialError) as caught:
+            await provider.load()
+        elapsed = time.monotonic() - started
+
+    assert accepted == [3]  # three tries, not redis-py's nested retries, and no polling
+    assert caught.value.pending is False
+    assert f"could not reach Redis at {url} to load the Notify API key" in str(caught.value)
+    assert elapsed < 3 * 0.3 + 2  # three timeouts at most, and short pauses
+
+
+async def test_a_load_from_a_stopped_redis_fails_at_once(redis_server: RedisServer) -> None:
+    await seed(redis_server, SEEDED_KEY)
+    provider = provider_for(redis_server)
+    assert await provider.load() == SEEDED_KEY
+    redis_server.stop()
+    started = time.monotonic()
+    with pytest.raises(CredentialError) as caught:
+        await provider.load()
+    assert time.monotonic() - started < 2.0  # refused three times, with pauses of < 0.3 s
+    assert caught.value.pending is False
