@@ -13,9 +13,11 @@ import contextlib
 import gc
 import json
 import logging
+import math
 import os
 import re
 import shutil
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -28,7 +30,7 @@ from redis_server import RedisServer
 
 import notify_async.testing
 from notify_async import CredentialError, NotifyClient
-from notify_async._credentials import redact
+from notify_async._credentials import LeasingCredentialProvider, redact
 from notify_async.contrib.redis import RedisKeyProvider
 from notify_async.testing import LocalNotifyServer
 
@@ -639,3 +641,217 @@ async def test_a_load_from_a_stopped_redis_fails_at_once(redis_server: RedisServ
         await provider.load()
     assert time.monotonic() - started < 2.0  # refused three times, with pauses of < 0.3 s
     assert caught.value.pending is False
+
+
+# -- the rotation lease -----------------------------------------------------------------------
+
+LEASE_KEY = "notify:api_key:rotation-lease"
+
+# One process of a fleet taking turns: it takes the lease `rounds` times, and while it holds
+# it, counts the holders in Redis (an overlap is a second holder) and pauses on the server.
+LEASE_TAKER = """
+import asyncio, sys
+from redis.asyncio import Redis
+from notify_async.contrib.redis import RedisKeyProvider
+
+async def main(url, name, rounds):
+    provider = RedisKeyProvider(url)
+    async with Redis.from_url(url) as redis:
+        await redis.incr("test:ready")
+        await redis.blpop(["test:go"], timeout=0)  # start together
+        for _ in range(rounds):
+            async with provider.rotation_lease(timeout=30):
+                if await redis.incr("test:holders") != 1:
+                    await redis.incr("test:overlaps")
+                await redis.rpush("test:turns", name)
+                await redis.blpop(["test:nothing"], timeout=0.05)  # hold it a while
+                await redis.decr("test:holders")
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+# Takes the lease, says so, and waits to be killed.
+DYING_HOLDER = """
+import asyncio, sys
+from notify_async.contrib.redis import RedisKeyProvider
+
+async def main(url):
+    async with RedisKeyProvider(url, lease_ttl=0.3).rotation_lease(timeout=5):
+        print("held", flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def lease_script_calls(admin: Redis) -> int:
+    """How many scripts Redis has run: each take or release of the lease is one."""
+    stats = await admin.info("commandstats")
+    return sum(
+        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("eval", "evalsha")
+    )
+
+
+async def python(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-W", "error", "-c", *args, stdout=asyncio.subprocess.PIPE, env=ENV
+    )
+
+
+def test_the_provider_offers_a_rotation_lease() -> None:
+    provider = RedisKeyProvider()
+    assert isinstance(provider, LeasingCredentialProvider)
+    assert provider.lease_key == LEASE_KEY
+    assert provider.lease_ttl == 60.0
+    for bad in (0, -1, math.inf, math.nan):
+        with pytest.raises(ValueError, match="lease_ttl"):
+            RedisKeyProvider(lease_ttl=bad)
+
+
+async def test_the_lease_is_exclusive_and_passes_on_when_released(
+    redis_server: RedisServer, admin: Redis
+) -> None:
+    first, second = provider_for(redis_server), provider_for(redis_server)
+
+    async def take_and_look() -> str:
+        async with second.rotation_lease(timeout=30):
+            return str(await admin.get(LEASE_KEY))
+
+    async with first.rotation_lease(timeout=1):
+        mine = str(await admin.get(LEASE_KEY))
+        # Who holds it, and a random token; never a key.
+        assert re.fullmatch(
+            rf"{re.escape(socket.gethostname())}:{os.getpid()}:[0-9a-f]{{32}}", mine
+        )
+        assert 0 < await admin.pttl(LEASE_KEY) <= 60_000
+        calls = await lease_script_calls(admin)
+        waiting = asyncio.create_task(take_and_look())
+        # The second provider asks, and is refused, while the first holds the lease.
+        await wait_until(_more_than(admin, calls + 3))
+        assert not waiting.done()
+        assert await admin.get(LEASE_KEY) == mine
+
+    theirs = await asyncio.wait_for(waiting, timeout=5)
+    assert theirs not in ("None", mine)
+    assert await admin.exists(LEASE_KEY) == 0  # released on the way out
+
+
+def _more_than(admin: Redis, calls: int) -> Any:
+    async def check() -> bool:
+        return await lease_script_calls(admin) > calls
+
+    return check
+
+
+async def test_processes_take_turns_and_never_hold_the_lease_together(
+    redis_server: RedisServer, admin: Redis
+) -> None:
+    names, rounds = ["p0", "p1", "p2"], 5
+    processes = [await python(LEASE_TAKER, redis_server.url, name, str(rounds)) for name in names]
+    try:
+        await wait_until(lambda: _is(admin, "test:ready", len(names)), timeout=30)
+        calls = await lease_script_calls(admin)
+        await admin.rpush("test:go", *names)
+        codes = await asyncio.wait_for(
+            asyncio.gather(*(process.wait() for process in processes)), timeout=60
+        )
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+    assert codes == [0, 0, 0]
+    assert await admin.get("test:overlaps") is None  # never two holders at once
+    turns = await admin.lrange("test:turns", 0, -1)
+    assert sorted(turns) == sorted(names * rounds)
+    # Each take and each release is one script; more calls than that were refused takes:
+    # the processes did contend, and waited for each other.
+    assert await lease_script_calls(admin) - calls > 2 * len(names) * rounds
+    assert await admin.exists(LEASE_KEY) == 0
+
+
+async def _is(admin: Redis, key: str, expected: int) -> bool:
+    return int(await admin.get(key) or 0) == expected
+
+
+async def test_a_lease_whose_holder_died_is_taken_after_lease_ttl(
+    redis_server: RedisServer, admin: Redis
+) -> None:
+    holder = await python(DYING_HOLDER, redis_server.url)
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.wait_for(holder.stdout.readline(), timeout=30) == b"held\n"
+        dead = await admin.get(LEASE_KEY)
+        assert 0 < await admin.pttl(LEASE_KEY) <= 300  # it expires by itself
+    finally:
+        holder.kill()
+        await holder.wait()
+
+    started = time.monotonic()
+    async with provider_for(redis_server).rotation_lease(timeout=10):
+        assert await admin.get(LEASE_KEY) not in (None, dead)
+    assert time.monotonic() - started < 5  # lease_ttl, 0.3 s, with room for a slow machine
+
+
+async def test_releasing_an_expired_lease_leaves_the_next_holders_lease_alone(
+    redis_server: RedisServer, admin: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    slow = RedisKeyProvider(redis_server.url, lease_ttl=0.3)
+    async with contextlib.AsyncExitStack() as next_holder:
+        async with slow.rotation_lease(timeout=1):
+            # The rotation overruns lease_ttl; Redis expires the lease, another worker takes it.
+            await wait_until(lambda: _gone(admin))
+            await next_holder.enter_async_context(
+                provider_for(redis_server).rotation_lease(timeout=1)
+            )
+            theirs = await admin.get(LEASE_KEY)
+        assert theirs is not None
+        assert await admin.get(LEASE_KEY) == theirs  # the slow holder did not delete it
+        with pytest.raises(CredentialError):
+            async with provider_for(redis_server).rotation_lease(timeout=0.1):
+                pass
+    assert await admin.exists(LEASE_KEY) == 0
+    assert "expired before this rotation finished (lease_ttl is 0.3 s)" in caplog.text
+
+
+async def _gone(admin: Redis) -> bool:
+    return await admin.exists(LEASE_KEY) == 0
+
+
+async def test_a_lease_that_does_not_come_in_time_is_a_credential_error(
+    redis_server: RedisServer, admin: Redis
+) -> None:
+    async with provider_for(redis_server).rotation_lease(timeout=1):
+        mine = str(await admin.get(LEASE_KEY))
+        started = time.monotonic()
+        with pytest.raises(CredentialError) as caught:
+            async with provider_for(redis_server).rotation_lease(timeout=0.2):
+                pytest.fail("two holders at once")
+        elapsed = time.monotonic() - started
+        assert await admin.get(LEASE_KEY) == mine  # the waiter left the lease alone
+
+    message = str(caught.value)
+    assert f"could not take the rotation lease {LEASE_KEY!r} in Redis at {redis_server.url}" in (
+        message
+    )
+    assert f"({socket.gethostname()}:{os.getpid()})" in message  # who holds it
+    assert mine.rpartition(":")[2] not in message  # but not its token
+    assert caught.value.pending is False
+    assert 0.2 <= elapsed < 3
+
+
+async def test_the_lease_fails_at_once_when_redis_is_down(redis_server: RedisServer) -> None:
+    redis_server.stop()
+    started = time.monotonic()
+    with pytest.raises(CredentialError) as caught:
+        async with provider_for(redis_server).rotation_lease(timeout=30):
+            pytest.fail("a lease from a stopped Redis")
+    assert time.monotonic() - started < 3  # one attempt set, not the 30 s wait
+    assert caught.value.pending is False
+    assert f"could not reach Redis at {redis_server.url} to take the rotation lease" in str(
+        caught.value
+    )
+    with pytest.raises(ValueError, match="timeout"):
+        async with provider_for(redis_server).rotation_lease(timeout=-1):
+            pass
