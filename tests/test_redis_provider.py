@@ -550,6 +550,21 @@ async def test_a_malformed_hash_is_logged_and_skipped_and_the_watch_hands_on_the
         assert value not in caplog.text
 
 
+@pytest.mark.parametrize("bad_key", [NOT_UTF8, b"   "], ids=["not UTF-8", "blank"])
+async def test_a_store_writes_over_a_newer_version_whose_key_is_malformed(
+    redis_server: RedisServer, admin: Redis, bad_key: bytes
+) -> None:
+    await seed(redis_server, SEEDED_KEY)
+    rotator = provider_for(redis_server)
+    assert await rotator.load() == SEEDED_KEY  # it has seen version 1
+    await admin.hset(REDIS_KEY, mapping={"key": bad_key, "version": "5"})
+
+    await rotator.store(REPAIRED_KEY)
+
+    assert await admin.hmget(REDIS_KEY, ["key", "version"]) == [REPAIRED_KEY, "6"]
+    assert await provider_for(redis_server).load() == REPAIRED_KEY
+
+
 async def test_a_store_over_a_value_of_another_type_fails_and_leaves_it_alone(
     redis_server: RedisServer, admin: Redis
 ) -> None:

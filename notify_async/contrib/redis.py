@@ -252,8 +252,8 @@ class RedisKeyProvider:
 
         If another rotator stored a key after the version this provider last saw, that key
         is newer and stays; this provider then hands it to the clients watching through it, and
-        logs a warning instead of raising. A version that is not a whole number counts as 0,
-        so a store repairs a hash edited by hand.
+        logs a warning instead of raising. A store repairs a malformed hash: it counts a
+        version that is not a whole number as 0, and writes over a key that is not usable.
 
         Raises:
             CredentialError: Redis is unreachable or refused the write, or ``redis_key``
@@ -262,42 +262,26 @@ class RedisKeyProvider:
         key = check_key(key, source="RedisKeyProvider.store()")
         async with self._lock:
             seen = self._seen_version
-            try:
-                async with self._connect() as redis:
-                    script = redis.register_script(_STORE_SCRIPT)
-                    outcome, version, stored = await self._retrying(
-                        lambda: script(
-                            keys=[self.redis_key],
-                            args=[key, "" if seen is None else seen, self.channel],
-                        )
-                    )
-            except ResponseError as exc:
-                if _is_wrong_type(exc):
-                    raise CredentialError(
-                        f"could not store the rotated Notify API key in Redis at {self.url}: "
-                        f"{self.redis_key!r} holds something other than a hash; delete it "
-                        "(DEL) or give RedisKeyProvider another redis_key"
-                    ) from None
-                raise CredentialError(
-                    f"Redis at {self.url} refused to store the rotated Notify API key in "
-                    f"{self.redis_key!r} ({self._describe(exc, key)})"
-                ) from None
-            except (RedisError, OSError) as exc:
-                raise CredentialError(
-                    f"could not store the rotated Notify API key in Redis at {self.url} "
-                    f"({self._describe(exc, key)})"
-                ) from None
-            if outcome == _OVERTAKEN:
-                try:
-                    newer = check_key(_decode_key(stored), source=self._source)
-                except (_MalformedHashError, CredentialError):
+            outcome, version, stored = await self._run_store(key, seen)
+            newer = _usable_key(stored) if outcome == _OVERTAKEN else None
+            if outcome == _OVERTAKEN and newer is None:
+                # A newer version, but nobody can use its key: build on it and write ours.
+                logger.warning(
+                    "Redis holds version %s of the Notify API key in %r, but its key is "
+                    "malformed; storing the rotated key over it",
+                    version,
+                    self.redis_key,
+                )
+                outcome, version, stored = await self._run_store(key, int(version))
+                newer = _usable_key(stored) if outcome == _OVERTAKEN else None
+                if outcome == _OVERTAKEN and newer is None:
                     raise CredentialError(
                         f"did not store the rotated Notify API key in Redis at {self.url}: "
-                        f"{self.redis_key!r} holds a newer version ({version}) whose key is "
-                        "malformed; delete the hash (DEL) and store the key again"
-                    ) from None
+                        f"{self.redis_key!r} keeps changing to a malformed key; find what "
+                        "writes it"
+                    )
             self._seen_version = int(version)
-        if outcome != _OVERTAKEN:
+        if newer is None:
             if outcome != _ALREADY_STORED:
                 logger.info(
                     "stored the Notify API key %s in Redis as version %s", redact(key), version
@@ -314,6 +298,34 @@ class RedisKeyProvider:
         )
         for listener in list(self._listeners):
             await listener(newer)
+
+    async def _run_store(self, key: str, seen: int | None) -> tuple[int, int, bytes | str]:
+        try:
+            async with self._connect() as redis:
+                script = redis.register_script(_STORE_SCRIPT)
+                outcome, version, stored = await self._retrying(
+                    lambda: script(
+                        keys=[self.redis_key],
+                        args=[key, "" if seen is None else seen, self.channel],
+                    )
+                )
+        except ResponseError as exc:
+            if _is_wrong_type(exc):
+                raise CredentialError(
+                    f"could not store the rotated Notify API key in Redis at {self.url}: "
+                    f"{self.redis_key!r} holds something other than a hash; delete it "
+                    "(DEL) or give RedisKeyProvider another redis_key"
+                ) from None
+            raise CredentialError(
+                f"Redis at {self.url} refused to store the rotated Notify API key in "
+                f"{self.redis_key!r} ({self._describe(exc, key)})"
+            ) from None
+        except (RedisError, OSError) as exc:
+            raise CredentialError(
+                f"could not store the rotated Notify API key in Redis at {self.url} "
+                f"({self._describe(exc, key)})"
+            ) from None
+        return int(outcome), int(version), stored
 
     @contextlib.asynccontextmanager
     async def rotation_lease(self, *, timeout: float) -> AsyncIterator[None]:
@@ -594,6 +606,14 @@ def _decode_key(raw: bytes | str) -> str:
         return _text(raw)
     except UnicodeDecodeError:
         raise _MalformedHashError("its key is not UTF-8 text") from None
+
+
+def _usable_key(raw: bytes | str) -> str | None:
+    """The key if a client could send it, else None (a hash written by hand)."""
+    try:
+        return check_key(_decode_key(raw), source="Redis")
+    except (_MalformedHashError, CredentialError):
+        return None
 
 
 def _is_wrong_type(exc: ResponseError) -> bool:
