@@ -487,13 +487,21 @@ async def corrupt(admin: Redis, how: str) -> None:
         await admin.hset(REDIS_KEY, "version", "3.0")
     elif how == "key not UTF-8":
         await admin.hset(REDIS_KEY, "key", NOT_UTF8)
+    elif how == "key on two lines":
+        await admin.hset(REDIS_KEY, "key", SEEDED_KEY + "\r\nX-Injected: 1")
     else:
         assert how == "a string, not a hash"
         await admin.delete(REDIS_KEY)
         await admin.set(REDIS_KEY, A_STRING_KEY)
 
 
-CORRUPTIONS = ["version abc", "version 3.0", "key not UTF-8", "a string, not a hash"]
+CORRUPTIONS = [
+    "version abc",
+    "version 3.0",
+    "key not UTF-8",
+    "key on two lines",
+    "a string, not a hash",
+]
 
 
 @pytest.mark.parametrize("how", CORRUPTIONS)
@@ -595,6 +603,7 @@ async def test_load_is_pending_only_when_redis_answered_without_a_key(
     with pytest.raises(CredentialError) as blank:
         await provider.load()
     assert blank.value.pending is False
+    assert "'notify:api_key': its key is blank" in str(blank.value)
     # Unreachable: not pending either.
     redis_server.stop()
     with pytest.raises(CredentialError) as down:
@@ -726,7 +735,10 @@ def test_the_provider_offers_a_rotation_lease() -> None:
 async def test_the_lease_is_exclusive_and_passes_on_when_released(
     redis_server: RedisServer, admin: Redis
 ) -> None:
-    first, second = provider_for(redis_server), provider_for(redis_server)
+    first, second = (
+        RedisKeyProvider(redis_server.url, redis_options={"client_name": "lease-test"})
+        for _ in range(2)
+    )
 
     async def take_and_look() -> str:
         async with second.rotation_lease(timeout=30):
@@ -745,10 +757,13 @@ async def test_the_lease_is_exclusive_and_passes_on_when_released(
         await wait_until(_more_than(admin, calls + 3))
         assert not waiting.done()
         assert await admin.get(LEASE_KEY) == mine
+        assert len([c for c in await admin.client_list() if c["name"] == "lease-test"]) == 2
 
     theirs = await asyncio.wait_for(waiting, timeout=5)
     assert theirs not in ("None", mine)
     assert await admin.exists(LEASE_KEY) == 0  # released on the way out
+    # Each lease closed its connection on the way out.
+    assert [c for c in await admin.client_list() if c["name"] == "lease-test"] == []
 
 
 def _more_than(admin: Redis, calls: int) -> Any:

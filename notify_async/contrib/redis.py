@@ -603,9 +603,15 @@ def _parse(fields: tuple[bytes | str | None, bytes | str | None]) -> tuple[str |
 
 def _decode_key(raw: bytes | str) -> str:
     try:
-        return _text(raw)
+        key = _text(raw)
     except UnicodeDecodeError:
         raise _MalformedHashError("its key is not UTF-8 text") from None
+    # What check_key refuses, said here so that every bad hash reads the same way.
+    if not key.strip():
+        raise _MalformedHashError("its key is blank")
+    if "\r" in key or "\n" in key:
+        raise _MalformedHashError("its key spans several lines")
+    return key
 
 
 def _usable_key(raw: bytes | str) -> str | None:
