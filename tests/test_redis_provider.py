@@ -885,3 +885,25 @@ async def test_the_lease_fails_at_once_when_redis_is_down(redis_server: RedisSer
     with pytest.raises(ValueError, match="timeout"):
         async with provider_for(redis_server).rotation_lease(timeout=-1):
             pass
+
+
+async def test_a_waiter_cancelled_while_waiting_leaves_the_lease_to_its_holder(
+    redis_server: RedisServer, admin: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="notify_async")
+
+    async def wait_for_the_lease() -> None:
+        async with provider_for(redis_server).rotation_lease(timeout=30):
+            pytest.fail("two holders at once")
+
+    async with provider_for(redis_server).rotation_lease(timeout=1):
+        mine = await admin.get(LEASE_KEY)
+        calls = await lease_script_calls(admin)
+        waiter = asyncio.create_task(wait_for_the_lease())
+        await wait_until(_more_than(admin, calls + 2))  # it is asking, and refused
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert await admin.get(LEASE_KEY) == mine
+    assert await admin.exists(LEASE_KEY) == 0
+    assert "rotation lease" not in caplog.text  # nothing expired, nothing failed

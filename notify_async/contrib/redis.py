@@ -376,15 +376,19 @@ class RedisKeyProvider:
         except asyncio.CancelledError:
             # A take in flight when cancelled may have landed: do not leave it to expire.
             with contextlib.suppress(RedisError, OSError):
-                await self._release_lease(redis, token)
+                await self._drop_lease(redis, token)
             raise
         except (RedisError, OSError) as exc:
             raise self._unreachable(f"take the rotation lease {self.lease_key!r}", exc) from None
 
-    async def _release_lease(self, redis: Redis, token: str) -> None:
+    async def _drop_lease(self, redis: Redis, token: str) -> bool:
+        """Delete the lease if it still holds ``token``; whether it did."""
         release = redis.register_script(_RELEASE_LEASE_SCRIPT)
+        return bool(await self._retrying(lambda: release(keys=[self.lease_key], args=[token])))
+
+    async def _release_lease(self, redis: Redis, token: str) -> None:
         try:
-            released = await self._retrying(lambda: release(keys=[self.lease_key], args=[token]))
+            released = await self._drop_lease(redis, token)
         except (RedisError, OSError) as exc:
             logger.warning(
                 "could not release the rotation lease %r in Redis at %s (%s); it expires by "
