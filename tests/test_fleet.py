@@ -13,16 +13,14 @@ import asyncio
 import collections
 import json
 import os
-import signal
 import stat
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import start_python, stop, subprocess_env
 
-import notify_async.testing
 from notify_async.testing import ServerProcess
 
 SEND = "POST /send-email"
@@ -33,12 +31,6 @@ ROTATIONS = 6
 # replay meets yet another rotation would rightly fail (one auth replay per call).
 ROTATION_INTERVAL = 0.35
 SEND_SECONDS = 3.0
-# The subprocesses must import this checkout, wherever pytest was started from.
-PROJECT_ROOT = Path(notify_async.testing.__file__).resolve().parents[2]
-ENV = {
-    **os.environ,
-    "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
-}
 
 # One worker process: wait for "go", send for a while from a few concurrent lanes (and, if
 # asked, rotate the key meanwhile), then print one JSON line with what it did.
@@ -98,21 +90,13 @@ print(json.dumps(asyncio.run(main())), flush=True)
 """
 
 
-async def stop(process: asyncio.subprocess.Process) -> bytes:
-    """End a process this test started, and return what it wrote to stderr."""
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
-    return stderr
-
-
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, Path]]:
     """A local Notify server in its own process, publishing its key to a file."""
     key_file = tmp_path / "secrets" / "notify_api_key"
     key_file.parent.mkdir()
     process = ServerProcess(
-        key_file=key_file, python_args=("-W", "error"), env=ENV, capture_stderr=True
+        key_file=key_file, python_args=("-W", "error"), env=subprocess_env(), capture_stderr=True
     )
     async with process:
         yield process, key_file
@@ -122,10 +106,7 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, Path]]:
 async def start_worker(
     name: str, base_url: str, key_file: Path, *, rotations: int
 ) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-W",
-        "error",
+    process = await start_python(
         "-c",
         WORKER,
         base_url,
@@ -134,10 +115,6 @@ async def start_worker(
         str(SEND_SECONDS),
         str(rotations),
         str(ROTATION_INTERVAL),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=ENV,
     )
     assert process.stdout is not None
     line = await asyncio.wait_for(process.stdout.readline(), timeout=60)

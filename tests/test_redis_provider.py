@@ -13,9 +13,7 @@ import contextlib
 import gc
 import json
 import logging
-import os
 import shutil
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,8 +22,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 from redis_server import RedisServer
+from support import start_python, wait_until
 
-import notify_async.testing
 from notify_async import CredentialError, NotifyClient
 from notify_async._credentials import redact
 from notify_async.contrib.redis import RedisKeyProvider
@@ -40,12 +38,6 @@ if shutil.which("redis-server") is None:
 REDIS_KEY = "notify:api_key"
 CHANNEL = "notify:api_key:changed"
 WORKER_SCRIPT = Path(__file__).with_name("redis_server.py")
-# The worker processes must import this checkout, wherever pytest was started from.
-PROJECT_ROOT = Path(notify_async.testing.__file__).resolve().parents[2]
-ENV = {
-    **os.environ,
-    "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
-}
 
 
 @pytest.fixture
@@ -77,20 +69,6 @@ def provider_for(redis_server: RedisServer) -> RedisKeyProvider:
 async def seed(redis_server: RedisServer, key: str) -> None:
     """Publish the fleet's first key, as an operator does once."""
     await provider_for(redis_server).store(key)
-
-
-async def wait_until(condition: Any, timeout: float = 5.0) -> None:
-    """Poll ``condition()`` (sync or async) until true; fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def wait_for_subscribers(redis_server: RedisServer, expected: int) -> None:
@@ -137,19 +115,7 @@ class Worker:
 
     @classmethod
     async def start(cls, name: str, base_url: str, redis_url: str) -> Worker:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-W",
-            "error",
-            str(WORKER_SCRIPT),
-            base_url,
-            redis_url,
-            name,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=ENV,
-        )
+        process = await start_python(str(WORKER_SCRIPT), base_url, redis_url, name)
         worker = cls(name, process)
         assert "ready" in await worker.read()
         return worker
