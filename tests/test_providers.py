@@ -433,8 +433,9 @@ async def test_a_bad_key_on_reload_is_a_credential_error_without_the_key(
     async def load() -> str:
         return keys.pop(0) if len(keys) > 1 else keys[0]
 
+    # No grace window: polling a provider that keeps giving a bad key only delays the error.
     async with NotifyClient(
-        credentials=CallableKeyProvider(load), base_url=notify_server.base_url
+        credentials=CallableKeyProvider(load), base_url=notify_server.base_url, rotation_grace=0
     ) as client:
         notify_server.rotate()
         with pytest.raises(CredentialError, match="several lines") as caught:
