@@ -4,19 +4,23 @@
 * ``leaks``: whether a text shows more of a key than its redacted prefix;
 * ``wait_until``: poll a condition the test cannot await directly;
 * ``free_port`` and ``closed_port_url``: a loopback port nothing listens on;
-* ``subprocess_env``, ``start_python`` and ``stop``: child processes that import this checkout.
+* ``subprocess_env``, ``start_python`` and ``stop``: child processes that import this checkout;
+* ``Worker``, ``running`` and ``everyone``: such children driven with one JSON command per line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import json
 import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import notify_async
 from notify_async import NotifyClient
@@ -121,3 +125,74 @@ async def stop(process: asyncio.subprocess.Process, *, timeout: float = 30) -> b
         process.send_signal(signal.SIGTERM)
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=timeout)
     return stderr
+
+
+class Worker:
+    """A child process that reads one JSON command per line and answers each with one line.
+
+    The child prints ``{"ready": ...}`` once it can take commands, and exits after answering
+    ``{"cmd": "close"}``. Commands are ``{"cmd": NAME, **arguments}``.
+    """
+
+    def __init__(self, name: str, process: asyncio.subprocess.Process) -> None:
+        self.name = name
+        self.process = process
+
+    @classmethod
+    async def start(cls, name: str, *args: str) -> Worker:
+        """Start ``python -W error ARGS`` and wait until it says it is ready."""
+        worker = cls(name, await start_python(*args))
+        assert "ready" in await worker.read()
+        return worker
+
+    async def write(self, cmd: str, **args: object) -> None:
+        """Send one command without waiting for its answer."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+        await self.process.stdin.drain()
+
+    async def read(self) -> dict[str, Any]:
+        """The next answer; fails with the child's stderr if it exited instead."""
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout=30)
+        if not line:
+            stderr = await self.process.stderr.read() if self.process.stderr else b""
+            raise AssertionError(f"worker {self.name} exited: {stderr.decode()}")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    async def ask(self, cmd: str, **args: object) -> dict[str, Any]:
+        """Send one command and return its answer."""
+        await self.write(cmd, **args)
+        return await self.read()
+
+    async def close(self) -> dict[str, Any]:
+        """Ask the child to close; return its report once it exited cleanly and silently."""
+        report = await self.ask("close")
+        _, stderr = await asyncio.wait_for(self.process.communicate(), timeout=30)
+        assert self.process.returncode == 0, stderr.decode()
+        assert stderr == b"", stderr.decode()
+        return report
+
+    def kill(self) -> None:
+        """Kill the child if it is still running (a failed test's clean-up)."""
+        if self.process.returncode is None:
+            self.process.kill()
+
+
+@contextlib.asynccontextmanager
+async def running(*starting: Awaitable[Worker]) -> AsyncIterator[list[Worker]]:
+    """Start workers together; on the way out, kill any that were not closed."""
+    workers = list(await asyncio.gather(*starting))
+    try:
+        yield workers
+    finally:
+        for worker in workers:
+            worker.kill()
+            if worker.process.returncode is None:
+                await worker.process.wait()
+
+
+async def everyone(workers: list[Worker], cmd: str, **args: object) -> list[dict[str, Any]]:
+    """Send one command to every worker at once and collect the answers, in order."""
+    return list(await asyncio.gather(*(worker.ask(cmd, **args) for worker in workers)))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import shutil
 import time
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 from redis_server import RedisServer
-from support import start_python, wait_until
+from support import Worker, everyone, running, wait_until
 
 from notify_async import CredentialError, NotifyClient
 from notify_async._credentials import redact
@@ -106,73 +105,17 @@ def leftover_tasks() -> list[asyncio.Task[Any]]:
 # -- worker processes -----------------------------------------------------------------------
 
 
-class Worker:
-    """One worker process of the fleet (``tests/redis_server.py``), driven over stdin."""
-
-    def __init__(self, name: str, process: asyncio.subprocess.Process) -> None:
-        self.name = name
-        self.process = process
-
-    @classmethod
-    async def start(cls, name: str, base_url: str, redis_url: str) -> Worker:
-        process = await start_python(str(WORKER_SCRIPT), base_url, redis_url, name)
-        worker = cls(name, process)
-        assert "ready" in await worker.read()
-        return worker
-
-    async def write(self, cmd: str, **args: object) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
-        await self.process.stdin.drain()
-
-    async def read(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        line = await asyncio.wait_for(self.process.stdout.readline(), timeout=30)
-        if not line:
-            stderr = await self.process.stderr.read() if self.process.stderr else b""
-            raise AssertionError(f"worker {self.name} exited: {stderr.decode()}")
-        reply: dict[str, Any] = json.loads(line)
-        return reply
-
-    async def ask(self, cmd: str, **args: object) -> dict[str, Any]:
-        await self.write(cmd, **args)
-        return await self.read()
-
-    async def close(self) -> dict[str, Any]:
-        """Close the worker's client; return its report once the process exited cleanly."""
-        report = await self.ask("close")
-        _, stderr = await asyncio.wait_for(self.process.communicate(), timeout=30)
-        assert self.process.returncode == 0, stderr.decode()
-        assert stderr == b"", stderr.decode()
-        return report
-
-    def kill(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()
-
-
-@contextlib.asynccontextmanager
-async def fleet(
+def fleet(
     names: list[str], notify_server: LocalNotifyServer, redis_server: RedisServer
-) -> AsyncIterator[list[Worker]]:
-    """Start worker processes together; on the way out, kill any that were not closed."""
-    workers = list(
-        await asyncio.gather(
-            *(Worker.start(name, notify_server.base_url, redis_server.url) for name in names)
+) -> contextlib.AbstractAsyncContextManager[list[Worker]]:
+    """Start worker processes (``tests/redis_server.py``) together; kill them on the way out."""
+    script = str(WORKER_SCRIPT)
+    return running(
+        *(
+            Worker.start(name, script, notify_server.base_url, redis_server.url, name)
+            for name in names
         )
     )
-    try:
-        yield workers
-    finally:
-        for worker in workers:
-            worker.kill()
-            if worker.process.returncode is None:
-                await worker.process.wait()
-
-
-async def everyone(workers: list[Worker], cmd: str, **args: object) -> list[dict[str, Any]]:
-    """Send one command to every worker at once and collect the replies."""
-    return list(await asyncio.gather(*(worker.ask(cmd, **args) for worker in workers)))
 
 
 async def send_from_all(workers: list[Worker], tag: str, count: int) -> None:
