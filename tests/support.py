@@ -4,7 +4,7 @@
 * ``leaks``: whether a text shows more of a key than its redacted prefix;
 * ``wait_until``: poll a condition the test cannot await directly;
 * ``free_port`` and ``closed_port_url``: a loopback port nothing listens on;
-* ``subprocess_env``, ``start_python`` and ``stop``: child processes that import this checkout;
+* ``subprocess_env`` and ``start_python``: child processes that import this checkout;
 * ``Worker``, ``running`` and ``everyone``: such children driven with one JSON command per line.
 """
 
@@ -15,7 +15,6 @@ import contextlib
 import inspect
 import json
 import os
-import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -117,14 +116,6 @@ async def start_python(*args: str) -> asyncio.subprocess.Process:
         stderr=asyncio.subprocess.PIPE,
         env=subprocess_env(),
     )
-
-
-async def stop(process: asyncio.subprocess.Process, *, timeout: float = 30) -> bytes:
-    """End a process this test started (SIGTERM if still running); return its stderr."""
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-    _, stderr = await asyncio.wait_for(process.communicate(), timeout=timeout)
-    return stderr
 
 
 class Worker:
