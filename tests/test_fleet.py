@@ -66,8 +66,12 @@ async def main():
 
     async def settle(prefix):
         # The key is in use, and every lane finished a send begun after that: no send begun
-        # with an older key (whose one auth replay is spent) is still in flight.
+        # with an older key (whose one auth replay is spent) is still in flight. Bounded, so
+        # that a worker that never gets there answers with its failures instead of hanging.
+        deadline = asyncio.get_running_loop().time() + 10
         while client.key_prefix != prefix:
+            if asyncio.get_running_loop().time() > deadline:
+                return
             await asyncio.sleep(0.005)
         marks = list(begun)
         while any(done <= mark for done, mark in zip(finished, marks)):
@@ -89,7 +93,7 @@ async def main():
                 reply(prefix=client.key_prefix)
             elif command["cmd"] == "settle":
                 await settle(command["prefix"])
-                reply(prefix=client.key_prefix)
+                reply(prefix=client.key_prefix, failures=failures)
             elif command["cmd"] == "close":
                 closing.set()
                 await asyncio.gather(*lanes)
@@ -129,7 +133,8 @@ async def test_a_fleet_sharing_a_key_file_sends_every_email_exactly_once_across_
             rotated.append((await rotator.ask("rotate"))["prefix"])
             # Rotate again only once the whole fleet settled on this key: a send whose one
             # auth replay met yet another rotation would rightly fail.
-            await everyone(workers, "settle", prefix=rotated[-1])
+            settled = await everyone(workers, "settle", prefix=rotated[-1])
+            assert [s["prefix"] for s in settled] == [rotated[-1]] * WORKERS, settled
         reports = list(await asyncio.gather(*(worker.close() for worker in workers)))
 
     state = await notify.control.state()
