@@ -1,8 +1,11 @@
-"""Building a NotifyClient: base URL, where the key comes from, bad input, session ownership."""
+"""Building a NotifyClient: base URL, where the key comes from, bad input, repr, with_options.
+
+Closing and session ownership are in ``test_closing.py``; credential providers, the user's
+own classes included, in ``test_providers.py``.
+"""
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 from support import leaks
 
@@ -10,21 +13,14 @@ from notify_async import (
     DEFAULT_BASE_URL,
     CallableKeyProvider,
     CredentialError,
-    CredentialProvider,
     EnvKeyProvider,
     NotifyClient,
-    NotifyError,
     StaticKeyProvider,
 )
 from notify_async.testing import LocalNotifyServer
 
 # A key that is easy to spot in a message, in whole or in part.
 SECRET = "nk_SeCrEtVaLuE0123456789abcdefghij"
-
-
-def own_session(client: NotifyClient) -> aiohttp.ClientSession | None:
-    # There is no public accessor for the session; who owns it is what these tests check.
-    return client._transport.session
 
 
 # -- base URL --------------------------------------------------------------------------------
@@ -127,35 +123,6 @@ def test_api_key_and_credentials_together_are_refused() -> None:
         NotifyClient(SECRET, credentials=StaticKeyProvider(SECRET))
 
     assert not leaks(str(caught.value), SECRET)
-
-
-async def test_any_class_with_async_load_is_a_credential_provider(
-    notify_server: LocalNotifyServer,
-) -> None:
-    class VaultProvider:
-        def __init__(self, key: str) -> None:
-            self.key = key
-
-        async def load(self) -> str:
-            return self.key
-
-    provider = VaultProvider(notify_server.api_key)
-    assert isinstance(provider, CredentialProvider)
-
-    async with NotifyClient(credentials=provider, base_url=notify_server.base_url) as client:
-        await client.api_keys.list()
-
-    assert client.credentials is provider
-    assert notify_server.auth_failures == 0
-
-
-def test_an_object_without_load_is_not_a_credential_provider() -> None:
-    class NotAProvider:
-        key = SECRET
-
-    assert not isinstance(NotAProvider(), CredentialProvider)
-    with pytest.raises(ValueError, match="async def load"):
-        NotifyClient(credentials=NotAProvider())  # type: ignore[arg-type]
 
 
 # -- bad keys: refused at construction, with a message that says what to do -------------------
@@ -268,95 +235,6 @@ def test_bad_options_are_refused(options: dict[str, object]) -> None:
         NotifyClient(SECRET, **options)  # type: ignore[arg-type]
 
 
-# -- session ownership -----------------------------------------------------------------------
-
-
-async def test_own_session_is_closed_on_close(notify_server: LocalNotifyServer) -> None:
-    async with NotifyClient(notify_server.api_key, base_url=notify_server.base_url) as client:
-        await client.api_keys.list()
-        session = own_session(client)
-        assert session is not None
-        assert not session.closed
-
-    assert session.closed
-
-
-async def test_own_session_is_closed_by_close_without_a_context_manager(
-    notify_server: LocalNotifyServer,
-) -> None:
-    client = NotifyClient(notify_server.api_key, base_url=notify_server.base_url)
-    await client.emails.send(to="ada@example.com", subject="Hi", message="Hello")
-    session = own_session(client)
-    assert session is not None
-
-    await client.close()
-
-    assert session.closed
-
-
-async def test_a_given_session_stays_open(notify_server: LocalNotifyServer) -> None:
-    async with aiohttp.ClientSession() as session:
-        async with NotifyClient(
-            notify_server.api_key, base_url=notify_server.base_url, session=session
-        ) as client:
-            await client.api_keys.list()
-        await client.close()
-
-        assert not session.closed
-        # ...and still works for its owner.
-        async with session.get(
-            notify_server.base_url + "/api_keys", headers={"x-api-key": notify_server.api_key}
-        ) as response:
-            assert response.status == 200
-    assert notify_server.request_counts["GET /api_keys"] == 2
-
-
-async def test_close_twice_is_fine(notify_server: LocalNotifyServer) -> None:
-    client = NotifyClient(notify_server.api_key, base_url=notify_server.base_url)
-    await client.api_keys.list()
-
-    await client.close()
-    await client.close()
-
-    session = own_session(client)
-    assert session is not None
-    assert session.closed
-
-
-async def test_close_of_a_never_used_client_is_fine() -> None:
-    client = NotifyClient(SECRET, base_url="http://127.0.0.1:1/api/public/v1")
-
-    await client.close()
-
-    assert own_session(client) is None
-
-
-@pytest.mark.parametrize("given_session", [False, True])
-async def test_use_after_close_is_a_notify_error(
-    notify_server: LocalNotifyServer, given_session: bool
-) -> None:
-    async with aiohttp.ClientSession() as session:
-        client = NotifyClient(
-            notify_server.api_key,
-            base_url=notify_server.base_url,
-            session=session if given_session else None,
-        )
-        await client.api_keys.list()
-        await client.close()
-
-        with pytest.raises(NotifyError, match="closed"):
-            await client.api_keys.list()
-        with pytest.raises(NotifyError, match="closed"):
-            await client.emails.send(to="ada@example.com", subject="Hi", message="Hello")
-        with pytest.raises(NotifyError, match="closed"):
-            async with client:
-                pass
-
-        assert session.closed is False
-    assert notify_server.request_counts["GET /api_keys"] == 1
-    assert notify_server.emails == []
-
-
 # -- repr never shows the key ----------------------------------------------------------------
 
 
@@ -401,9 +279,11 @@ async def test_repr_after_a_provider_load_shows_at_most_the_start_of_the_key(
 # -- with_options ----------------------------------------------------------------------------
 
 
-async def test_with_options_returns_a_view_sharing_the_session(
+async def test_with_options_returns_a_view_with_its_own_options(
     notify_server: LocalNotifyServer,
 ) -> None:
+    # That the view shares the client's session, and that closing it closes nothing:
+    # test_closing.py.
     async with NotifyClient(notify_server.api_key, base_url=notify_server.base_url) as client:
         view = client.with_options(max_retries=0, timeout=5.0)
         await view.api_keys.list()
@@ -412,20 +292,7 @@ async def test_with_options_returns_a_view_sharing_the_session(
         assert (view.max_retries, view.timeout) == (0, 5.0)
         assert (client.max_retries, client.timeout) == (2, 30.0)
         assert view.base_url == client.base_url
-        assert own_session(view) is own_session(client)
-
-        # Closing the view closes nothing.
-        await view.close()
-        await client.api_keys.list()
-        session = own_session(client)
-        assert session is not None
-        assert not session.closed
-
-    # Closing the client closes the view's session too: they are one.
-    assert session.closed
-    with pytest.raises(NotifyError, match="closed"):
-        await view.api_keys.list()
-    assert notify_server.request_counts["GET /api_keys"] == 3
+    assert notify_server.request_counts["GET /api_keys"] == 2
 
 
 async def test_with_options_view_follows_the_clients_key(

@@ -2,20 +2,17 @@
 
 Used from another loop (a second ``asyncio.run``, a loop in a worker thread), every entry
 point raises ``NotifyError`` saying so, at once, instead of hanging or surfacing aiohttp's
-"attached to a different loop". An open client that is garbage-collected warns with a
-``ResourceWarning`` that names ``close()``; closing twice is fine.
+"attached to a different loop". Closing, and collecting an unclosed client, are in
+``test_closing.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import threading
-import warnings
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
-import aiohttp
 import pytest
 
 from notify_async import NotifyClient, NotifyError
@@ -81,12 +78,6 @@ def threaded_server() -> Iterator[LocalNotifyServer]:
         loop.close()
 
 
-@pytest.fixture(autouse=True)
-def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-
 # -- another loop ----------------------------------------------------------------------------
 
 
@@ -145,110 +136,3 @@ def test_a_client_made_outside_any_loop_belongs_to_the_first_loop_that_uses_it(
     # Closed, so a second loop is told that, not about loops.
     with pytest.raises(NotifyError, match="closed"):
         asyncio.run(_list(client))
-
-
-# -- garbage collection ----------------------------------------------------------------------------
-
-
-async def test_an_open_client_that_is_garbage_collected_warns_naming_close(
-    notify_server: LocalNotifyServer,
-) -> None:
-    client = NotifyClient(notify_server.api_key, base_url=notify_server.base_url)
-    await client.api_keys.list()
-    del client  # the resources (api_keys, emails) refer back to it: only the collector frees it
-
-    with warnings.catch_warnings():
-        # aiohttp's session and connector warn about themselves too ("Unclosed client
-        # session"); pytest.warns re-emits what it does not match, so let those pass here.
-        warnings.filterwarnings("ignore", message="Unclosed", category=ResourceWarning)
-        with pytest.warns(ResourceWarning, match=r"await client\.close\(\)") as caught:
-            gc.collect()
-
-    ours = [w for w in caught if "NotifyClient was not closed" in str(w.message)]
-    assert len(ours) == 1
-    assert "async with NotifyClient()" in str(ours[0].message)
-    await asyncio.sleep(0)  # let the connections aiohttp closed on collection finish closing
-
-
-def _warnings_on_collection(make: Callable[[], object]) -> list[warnings.WarningMessage]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        obj = make()
-        del obj
-        gc.collect()
-    return caught
-
-
-def test_a_client_that_never_opened_a_session_is_collected_silently() -> None:
-    made = _warnings_on_collection(lambda: NotifyClient("nk_never-used-key-0123456789"))
-    assert made == []
-
-
-async def test_a_closed_client_is_collected_silently(notify_server: LocalNotifyServer) -> None:
-    client = NotifyClient(notify_server.api_key, base_url=notify_server.base_url)
-    async with client:
-        await client.api_keys.list()
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        del client
-        gc.collect()
-    assert caught == []
-
-
-async def test_a_client_on_a_session_you_own_neither_closes_it_nor_warns(
-    notify_server: LocalNotifyServer,
-) -> None:
-    async with aiohttp.ClientSession() as session:
-        client = NotifyClient(
-            notify_server.api_key, base_url=notify_server.base_url, session=session
-        )
-        await client.api_keys.list()
-        await client.close()
-        assert not session.closed  # yours to close
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            del client
-            gc.collect()
-        assert caught == []
-        # It is still usable by the rest of your code.
-        async with session.get(notify_server.control_url + "/state") as response:
-            assert response.status == 200
-
-
-# -- closing ---------------------------------------------------------------------------------------
-
-
-async def test_closing_twice_is_fine(notify_server: LocalNotifyServer) -> None:
-    client = NotifyClient(notify_server.api_key, base_url=notify_server.base_url)
-    async with client:
-        await client.api_keys.list()
-    await client.close()
-    await client.close()
-
-
-async def test_closing_a_client_that_was_never_used_is_fine() -> None:
-    client = NotifyClient("nk_never-used-key-0123456789")
-    await client.close()
-    await client.close()
-
-
-async def test_a_closed_client_says_so_when_used_again(notify_server: LocalNotifyServer) -> None:
-    client = NotifyClient(notify_server.api_key, base_url=notify_server.base_url)
-    async with client:
-        pass
-
-    with pytest.raises(NotifyError, match="closed; create a new one"):
-        await client.api_keys.list()
-    with pytest.raises(NotifyError, match="closed; create a new one"):
-        await client.__aenter__()
-    assert notify_server.request_counts["GET /api_keys"] == 0
-
-
-async def test_closing_a_view_closes_nothing(notify_server: LocalNotifyServer) -> None:
-    async with NotifyClient(notify_server.api_key, base_url=notify_server.base_url) as client:
-        view = client.with_options(max_retries=0)
-        await view.close()
-        await view.close()
-        assert len(await client.api_keys.list()) == 1
-        assert len(await view.api_keys.list()) == 1

@@ -2,55 +2,48 @@
 
 The server runs in its own process (``python -m notify_async.testing --key-file PATH``), so
 every worker, the rotator included, is an ordinary client of it. Each worker sends emails
-with unique subjects; one worker also calls ``api_keys.rotate()`` several times, which
-stores each new key in the shared file. The server must end up with every email that the
-workers issued, each exactly once.
+with unique subjects from a few concurrent lanes, without pause, until it is closed; one
+worker also calls ``api_keys.rotate()`` when told, which stores each new key in the shared
+file. The test starts the next rotation only once every worker has settled on the current
+key, so the outcome does not depend on timing. The server must end up with every email
+that the workers issued, each exactly once, and every worker must have adopted every key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import os
-import signal
 import stat
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from support import Worker, everyone, running, subprocess_env
 
-import notify_async.testing
 from notify_async.testing import ServerProcess
 
 SEND = "POST /send-email"
 REGENERATE = "POST /api_keys/regenerate"
 WORKERS = 4
 ROTATIONS = 6
-# Spaced so that each rotation reaches the whole fleet before the next one; a worker whose
-# replay meets yet another rotation would rightly fail (one auth replay per call).
-ROTATION_INTERVAL = 0.35
-SEND_SECONDS = 3.0
-# The subprocesses must import this checkout, wherever pytest was started from.
-PROJECT_ROOT = Path(notify_async.testing.__file__).resolve().parents[2]
-ENV = {
-    **os.environ,
-    "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
-}
 
-# One worker process: wait for "go", send for a while from a few concurrent lanes (and, if
-# asked, rotate the key meanwhile), then print one JSON line with what it did.
+# One worker process, driven over stdin (see support.Worker): "start" its sending lanes,
+# "rotate" the key, "settle" on a key, and "close", which answers with what it did.
 WORKER = """
-import asyncio, json, sys, time
+import asyncio, json, sys
 from notify_async import FileKeyProvider, NotifyClient, NotifyError
 
 base_url, key_file, name = sys.argv[1:4]
-seconds, rotations, interval = float(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+LANES = 3
 
-async def main() -> dict:
-    sent, failures, rotated, changes = [], [], [], []
+def reply(**fields):
+    print(json.dumps(fields), flush=True)
+
+async def main():
+    sent, failures, changes = [], [], []
+    begun, finished = [0] * LANES, [0] * LANES
+    closing = asyncio.Event()
 
     async def on_key_change(prefix):
         changes.append(prefix)
@@ -58,52 +51,57 @@ async def main() -> dict:
     client = NotifyClient(
         credentials=FileKeyProvider(key_file), base_url=base_url, on_key_change=on_key_change
     )
+
+    async def lane(number):
+        while not closing.is_set():
+            subject = f"{name}/{number}/{begun[number]}"
+            begun[number] += 1
+            sent.append(subject)
+            try:
+                await client.emails.send(to="fleet@example.com", subject=subject, message="hi")
+            except NotifyError as exc:
+                failures.append(f"{subject}: {type(exc).__name__}: {exc}")
+            finished[number] += 1
+            await asyncio.sleep(0.02)
+
+    async def settle(prefix):
+        # The key is in use, and every lane finished a send begun after that: no send begun
+        # with an older key (whose one auth replay is spent) is still in flight. Bounded, so
+        # that a worker that never gets there answers with its failures instead of hanging.
+        deadline = asyncio.get_running_loop().time() + 10
+        while client.key_prefix != prefix:
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.005)
+        marks = list(begun)
+        while any(done <= mark for done, mark in zip(finished, marks)):
+            await asyncio.sleep(0.005)
+
     async with client:
-        deadline = time.monotonic() + seconds
-
-        async def lane(number):
-            count = 0
-            while time.monotonic() < deadline:
-                subject = f"{name}/{number}/{count}"
-                count += 1
-                sent.append(subject)
+        lanes = []
+        reply(ready=client.key_prefix)
+        while True:
+            command = json.loads(await asyncio.to_thread(sys.stdin.readline))
+            if command["cmd"] == "start":
+                lanes = [asyncio.create_task(lane(number)) for number in range(LANES)]
+                reply(lanes=LANES)
+            elif command["cmd"] == "rotate":
                 try:
-                    await client.emails.send(to="fleet@example.com", subject=subject, message="hi")
-                except NotifyError as exc:
-                    failures.append(f"{subject}: {type(exc).__name__}: {exc}")
-                await asyncio.sleep(0.02)
-
-        async def rotate():
-            for _ in range(rotations):
-                await asyncio.sleep(interval)
-                try:
-                    result = await client.api_keys.rotate()
+                    await client.api_keys.rotate()
                 except NotifyError as exc:
                     failures.append(f"rotate: {type(exc).__name__}: {exc}")
-                else:
-                    rotated.append(result.api_key[:8])
+                reply(prefix=client.key_prefix)
+            elif command["cmd"] == "settle":
+                await settle(command["prefix"])
+                reply(prefix=client.key_prefix, failures=failures)
+            elif command["cmd"] == "close":
+                closing.set()
+                await asyncio.gather(*lanes)
+                break
+    reply(sent=sent, failures=failures, changes=changes, loads=client.key_loads)
 
-        await asyncio.gather(*(lane(n) for n in range(3)), rotate())
-    return {
-        "sent": sent,
-        "failures": failures,
-        "rotated": rotated,
-        "changes": changes,
-        "loads": client.key_loads,
-    }
-
-print("ready", flush=True)
-sys.stdin.readline()
-print(json.dumps(asyncio.run(main())), flush=True)
+asyncio.run(main())
 """
-
-
-async def stop(process: asyncio.subprocess.Process) -> bytes:
-    """End a process this test started, and return what it wrote to stderr."""
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
-    return stderr
 
 
 @pytest.fixture
@@ -112,64 +110,32 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, Path]]:
     key_file = tmp_path / "secrets" / "notify_api_key"
     key_file.parent.mkdir()
     process = ServerProcess(
-        key_file=key_file, python_args=("-W", "error"), env=ENV, capture_stderr=True
+        key_file=key_file, python_args=("-W", "error"), env=subprocess_env(), capture_stderr=True
     )
     async with process:
         yield process, key_file
     assert process.returncode == 0, process.stderr.decode()
 
 
-async def start_worker(
-    name: str, base_url: str, key_file: Path, *, rotations: int
-) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-W",
-        "error",
-        "-c",
-        WORKER,
-        base_url,
-        str(key_file),
-        name,
-        str(SEND_SECONDS),
-        str(rotations),
-        str(ROTATION_INTERVAL),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=ENV,
-    )
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), timeout=60)
-    assert line == b"ready\n", line
-    return process
-
-
 async def test_a_fleet_sharing_a_key_file_sends_every_email_exactly_once_across_rotations(
     server: tuple[ServerProcess, Path],
 ) -> None:
     notify, key_file = server
-    base_url = notify.base_url
-    # Every worker is ready (imports done) before any starts, so that they overlap.
-    workers = [
-        await start_worker(f"w{i}", base_url, key_file, rotations=ROTATIONS if i == 0 else 0)
-        for i in range(WORKERS)
-    ]
-    try:
-        for process in workers:
-            assert process.stdin is not None
-            process.stdin.write(b"go\n")
-            await process.stdin.drain()
-        outputs = [await asyncio.wait_for(process.communicate(), timeout=60) for process in workers]
-    finally:
-        for process in workers:
-            await stop(process)
-
-    reports: list[dict[str, Any]] = []
-    for process, (stdout, stderr) in zip(workers, outputs, strict=True):
-        assert process.returncode == 0, stderr.decode()
-        assert stderr == b"", stderr.decode()
-        reports.append(json.loads(stdout))
+    starting = (
+        Worker.start(name, "-c", WORKER, notify.base_url, str(key_file), name)
+        for name in (f"w{i}" for i in range(WORKERS))
+    )
+    async with running(*starting) as workers:
+        rotator = workers[0]
+        await everyone(workers, "start")
+        rotated: list[str] = []
+        for _ in range(ROTATIONS):
+            rotated.append((await rotator.ask("rotate"))["prefix"])
+            # Rotate again only once the whole fleet settled on this key: a send whose one
+            # auth replay met yet another rotation would rightly fail.
+            settled = await everyone(workers, "settle", prefix=rotated[-1])
+            assert [s["prefix"] for s in settled] == [rotated[-1]] * WORKERS, settled
+        reports = list(await asyncio.gather(*(worker.close() for worker in workers)))
 
     state = await notify.control.state()
 
@@ -179,17 +145,18 @@ async def test_a_fleet_sharing_a_key_file_sends_every_email_exactly_once_across_
     # Exactly once: every issued send was accepted, and none twice.
     assert len(issued) == len(set(issued))
     assert accepted == collections.Counter(issued)
-    assert len(issued) > 100  # the fleet really was busy during the rotations
 
-    rotator, others = reports[0], reports[1:]
-    assert len(rotator["rotated"]) == ROTATIONS
+    assert len(set(rotated)) == ROTATIONS
     assert state["request_counts"][REGENERATE] == ROTATIONS
-    # The other workers felt the rotations: they were rejected, reloaded and replayed.
+    # Every worker adopted every key, once and in order: the fleet was busy throughout.
+    for report in reports:
+        assert report["changes"] == rotated
+    # The others learned of each rotation from a rejected send, which was reloaded and
+    # replayed: one more request per rejection, nothing else.
     rejected = state["auth_failures_by_route"][SEND]
-    assert rejected > 0
-    assert all(report["changes"] for report in others)
+    assert rejected >= (WORKERS - 1) * ROTATIONS
     assert state["request_counts"][SEND] == len(issued) + rejected
-    for report in others:
+    for report in reports[1:]:
         # One initial load, then a handful per rotation at most: no reload storms.
         assert report["loads"] <= 1 + 5 * ROTATIONS, report["loads"]
 

@@ -367,13 +367,26 @@ async def test_a_user_class_works_with_the_client(notify_server: LocalNotifyServ
     async with NotifyClient(credentials=lookup, base_url=notify_server.base_url) as client:
         await client.emails.send(to="ada@example.com", subject="Hi", message="Hello")
 
+    assert client.credentials is lookup
     assert lookup.loads == 1
     assert len(notify_server.emails) == 1
+    assert notify_server.auth_failures == 0
 
 
-def test_an_object_without_load_is_refused() -> None:
-    with pytest.raises(ValueError, match="CredentialProvider"):
-        NotifyClient(credentials=object())  # type: ignore[arg-type]
+class KeyWithoutLoad:
+    """Holds a key, but has no ``load``: not a provider, however key-like it looks."""
+
+    key = KEY
+
+
+@pytest.mark.parametrize(
+    "candidate",
+    [pytest.param(object(), id="object"), pytest.param(KeyWithoutLoad(), id="key-without-load")],
+)
+def test_an_object_without_load_is_refused_saying_what_a_provider_is(candidate: object) -> None:
+    assert not isinstance(candidate, CredentialProvider)
+    with pytest.raises(ValueError, match="CredentialProvider: an object with async def load"):
+        NotifyClient(credentials=candidate)  # type: ignore[arg-type]
 
 
 # -- bad keys from a provider never leak into messages ----------------------------------------
@@ -424,8 +437,9 @@ async def test_a_bad_key_on_reload_is_a_credential_error_without_the_key(
     async def load() -> str:
         return keys.pop(0) if len(keys) > 1 else keys[0]
 
+    # No grace window: polling a provider that keeps giving a bad key only delays the error.
     async with NotifyClient(
-        credentials=CallableKeyProvider(load), base_url=notify_server.base_url
+        credentials=CallableKeyProvider(load), base_url=notify_server.base_url, rotation_grace=0
     ) as client:
         notify_server.rotate()
         with pytest.raises(CredentialError, match="several lines") as caught:

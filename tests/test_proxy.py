@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trustme
 from aiohttp import web
+from support import free_port
 from yarl import URL
 
 from notify_async import APIConnectionError, NotifyClient
@@ -276,7 +277,7 @@ async def test_credentials_in_the_proxy_url_are_sent_to_the_proxy(
 async def test_an_unreachable_proxy_is_a_connection_error_that_hides_its_password(
     notify_server: LocalNotifyServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    closed = await _closed_port()
+    closed = free_port()
     monkeypatch.setenv("HTTP_PROXY", f"http://alice:pa55word@127.0.0.1:{closed}")
 
     async with NotifyClient(
@@ -290,12 +291,3 @@ async def test_an_unreachable_proxy_is_a_connection_error_that_hides_its_passwor
     assert notify_server.request_counts["POST /send-email"] == 0
     shown = "".join(traceback.format_exception(caught.value)) + repr(caught.value.__cause__)
     assert "pa55word" not in shown
-
-
-async def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, noted, and released)."""
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port: int = server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
-    return port

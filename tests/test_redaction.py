@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
+from support import closed_port_url, leaks
 from yarl import URL
 
 import notify_async.testing._server as server_module
@@ -57,12 +58,6 @@ LIST = "GET /api_keys"
 REGENERATE = "POST /api_keys/regenerate"
 SEND = "POST /send-email"
 TEMPLATE = "POST /send-email-from-template"
-
-
-def shows_key(text: str, key: str) -> bool:
-    """Whether ``text`` shows more of ``key`` than its first ``SHOWN`` characters."""
-    window = SHOWN + 1
-    return any(key[i : i + window] in text for i in range(len(key) - window + 1))
 
 
 def _public_attributes(obj: object) -> Iterator[tuple[str, object]]:
@@ -162,13 +157,13 @@ class Audit:
             if record.exc_info and record.exc_info[1] is not None:
                 sources.extend(error_texts(record.exc_info[1]))
         sources.extend(("printed output", text) for text in printed)
-        leaks = [
+        shown = [
             f"{where}: shows {key[: SHOWN + 1]}..."
             for where, text in sources
             for key in self.keys
-            if shows_key(text, key)
+            if leaks(text, key, shown=SHOWN)
         ]
-        assert not leaks, "\n".join(leaks)
+        assert not shown, "\n".join(shown)
 
 
 @pytest.fixture
@@ -184,10 +179,6 @@ def audit(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> 
     monkeypatch.setattr(server_module, "_new_secret", recorded_secret)
     for name in LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
-    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    for name in ("NOTIFY_API_KEY", "NOTIFY_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
     return audit
 
 
@@ -291,7 +282,7 @@ async def test_every_error_path_shows_no_key(
         await audit.run(client.emails.send(to="ada@example.com", subject="Hi", message="Hi"))
         server.inject(LIST, Fault.delay(1))
         await audit.run(client.api_keys.list())
-    refused = await _closed_port_url()
+    refused = closed_port_url()
     async with NotifyClient(server.api_key, base_url=refused, max_retries=0) as client:
         await audit.run(client.api_keys.list())
         await audit.run(client.emails.send(to="ada@example.com", subject="Hi", message="Hi"))
@@ -541,7 +532,7 @@ async def test_the_command_line_shows_no_key(
             patch.setenv("NOTIFY_API_KEY", "nk_" + "w" * 32)
             audit.keys.add("nk_" + "w" * 32)
             codes.append(await cli(*debug, "keys", "list", *base))
-        codes.append(await cli(*debug, "keys", "list", "--base-url", await _closed_port_url()))
+        codes.append(await cli(*debug, "keys", "list", "--base-url", closed_port_url()))
     codes.append(await cli("demo", "--workers", "1", "--rotations", "1"))
     printed = capsys.readouterr()
 
@@ -552,14 +543,6 @@ async def test_the_command_line_shows_no_key(
     assert "notify-async: error:" in printed.err
     assert "Traceback" in printed.err  # --debug printed tracebacks, and they were audited
     audit.check(caplog, printed.out, printed.err)
-
-
-async def _closed_port_url() -> str:
-    listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    listener.close()
-    await listener.wait_closed()
-    return f"http://127.0.0.1:{port}/api/public/v1"
 
 
 # -- the audit itself ------------------------------------------------------------------------
@@ -585,5 +568,5 @@ def test_the_audit_finds_a_key_wherever_it_hides(caplog: pytest.LogCaptureFixtur
 
     with pytest.raises(AssertionError, match=r"request_info: shows"):
         audit.check(caplog)
-    assert shows_key("x" + key[5:20], key)
-    assert not shows_key(key[:SHOWN] + "...", key)
+    assert leaks("x" + key[5:20], key, shown=SHOWN)
+    assert not leaks(key[:SHOWN] + "...", key, shown=SHOWN)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import math
 import os
@@ -27,8 +26,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 from redis_server import RedisServer
+from support import Worker, everyone, running, subprocess_env, wait_until
 
-import notify_async.testing
 from notify_async import CredentialError, NotifyClient
 from notify_async._credentials import LeasingCredentialProvider, redact
 from notify_async.contrib.redis import RedisKeyProvider
@@ -43,12 +42,6 @@ if shutil.which("redis-server") is None:
 REDIS_KEY = "notify:api_key"
 CHANNEL = "notify:api_key:changed"
 WORKER_SCRIPT = Path(__file__).with_name("redis_server.py")
-# The worker processes must import this checkout, wherever pytest was started from.
-PROJECT_ROOT = Path(notify_async.testing.__file__).resolve().parents[2]
-ENV = {
-    **os.environ,
-    "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
-}
 
 
 @pytest.fixture
@@ -80,20 +73,6 @@ def provider_for(redis_server: RedisServer) -> RedisKeyProvider:
 async def seed(redis_server: RedisServer, key: str) -> None:
     """Publish the fleet's first key, as an operator does once."""
     await provider_for(redis_server).store(key)
-
-
-async def wait_until(condition: Any, timeout: float = 5.0) -> None:
-    """Poll ``condition()`` (sync or async) until true; fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def wait_for_subscribers(redis_server: RedisServer, expected: int) -> None:
@@ -131,85 +110,17 @@ def leftover_tasks() -> list[asyncio.Task[Any]]:
 # -- worker processes -----------------------------------------------------------------------
 
 
-class Worker:
-    """One worker process of the fleet (``tests/redis_server.py``), driven over stdin."""
-
-    def __init__(self, name: str, process: asyncio.subprocess.Process) -> None:
-        self.name = name
-        self.process = process
-
-    @classmethod
-    async def start(cls, name: str, base_url: str, redis_url: str) -> Worker:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-W",
-            "error",
-            str(WORKER_SCRIPT),
-            base_url,
-            redis_url,
-            name,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=ENV,
-        )
-        worker = cls(name, process)
-        assert "ready" in await worker.read()
-        return worker
-
-    async def write(self, cmd: str, **args: object) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
-        await self.process.stdin.drain()
-
-    async def read(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        line = await asyncio.wait_for(self.process.stdout.readline(), timeout=30)
-        if not line:
-            stderr = await self.process.stderr.read() if self.process.stderr else b""
-            raise AssertionError(f"worker {self.name} exited: {stderr.decode()}")
-        reply: dict[str, Any] = json.loads(line)
-        return reply
-
-    async def ask(self, cmd: str, **args: object) -> dict[str, Any]:
-        await self.write(cmd, **args)
-        return await self.read()
-
-    async def close(self) -> dict[str, Any]:
-        """Close the worker's client; return its report once the process exited cleanly."""
-        report = await self.ask("close")
-        _, stderr = await asyncio.wait_for(self.process.communicate(), timeout=30)
-        assert self.process.returncode == 0, stderr.decode()
-        assert stderr == b"", stderr.decode()
-        return report
-
-    def kill(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()
-
-
-@contextlib.asynccontextmanager
-async def fleet(
+def fleet(
     names: list[str], notify_server: LocalNotifyServer, redis_server: RedisServer
-) -> AsyncIterator[list[Worker]]:
-    """Start worker processes together; on the way out, kill any that were not closed."""
-    workers = list(
-        await asyncio.gather(
-            *(Worker.start(name, notify_server.base_url, redis_server.url) for name in names)
+) -> contextlib.AbstractAsyncContextManager[list[Worker]]:
+    """Start worker processes (``tests/redis_server.py``) together; kill them on the way out."""
+    script = str(WORKER_SCRIPT)
+    return running(
+        *(
+            Worker.start(name, script, notify_server.base_url, redis_server.url, name)
+            for name in names
         )
     )
-    try:
-        yield workers
-    finally:
-        for worker in workers:
-            worker.kill()
-            if worker.process.returncode is None:
-                await worker.process.wait()
-
-
-async def everyone(workers: list[Worker], cmd: str, **args: object) -> list[dict[str, Any]]:
-    """Send one command to every worker at once and collect the replies."""
-    return list(await asyncio.gather(*(worker.ask(cmd, **args) for worker in workers)))
 
 
 async def send_from_all(workers: list[Worker], tag: str, count: int) -> None:
@@ -396,8 +307,9 @@ async def test_an_unreachable_redis_keeps_the_key_in_memory_and_fails_a_reload_c
     notify_server: LocalNotifyServer, redis_server: RedisServer
 ) -> None:
     await seed(redis_server, notify_server.api_key)
+    # No grace window: polling a Redis that is down would only delay the same error.
     async with NotifyClient(
-        credentials=provider_for(redis_server), base_url=notify_server.base_url
+        credentials=provider_for(redis_server), base_url=notify_server.base_url, rotation_grace=0
     ) as client:
         redis_server.stop()
         await client.emails.send(to="a@example.com", subject="still fine", message="m")
@@ -722,7 +634,13 @@ async def lease_script_calls(admin: Redis) -> int:
 
 async def python(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-W", "error", "-c", *args, stdout=asyncio.subprocess.PIPE, env=ENV
+        sys.executable,
+        "-W",
+        "error",
+        "-c",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        env=subprocess_env(),
     )
 
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NamedTuple
 
 import aiohttp
 import pytest
+from support import closed_port_url, wait_until
 from tenacity import AsyncRetrying
 
 import notify_async._client
@@ -118,22 +118,6 @@ async def client(server: LocalNotifyServer) -> AsyncIterator[NotifyClient]:
         await client.api_keys.list()
         server.reset_counters()
         yield client
-
-
-def _closed_port_url() -> str:
-    # Bind to get a free port, then close it: nothing listens there, connects are refused.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/api/public/v1"
-
-
-async def _eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    """Wait until the server has finished work the client stopped waiting for."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the server never finished the request"
-        await asyncio.sleep(0.02)
 
 
 # -- the policy table: statuses ------------------------------------------------------------
@@ -358,7 +342,9 @@ async def test_lost_regenerate_of_own_key_recovers_on_the_next_401(
     # The provider stands for wherever the operator publishes the key from the dashboard.
     published = {"key": server.api_key}
     provider = CallableKeyProvider(lambda: published["key"])
-    async with NotifyClient(credentials=provider, base_url=server.base_url) as client:
+    async with NotifyClient(
+        credentials=provider, base_url=server.base_url, rotation_grace=0
+    ) as client:
         own_id = server.primary_key_id
         await client.api_keys.list()  # learns its own key id
         server.inject(REGENERATE.route, Fault.drop_after())
@@ -423,7 +409,7 @@ async def test_send_is_not_retried_after_a_timeout(
     assert error.attempts == 1
     assert waits == []
     # The slow server still delivers the email it was given: once.
-    await _eventually(lambda: len(server.emails) > 0)
+    await wait_until(lambda: len(server.emails) > 0)
     assert len(server.emails) == 1
     assert server.request_counts[SEND.route] == 1
 
@@ -440,7 +426,7 @@ async def test_regenerate_is_not_retried_after_a_timeout(
     assert isinstance(caught.value.__cause__, APITimeoutError)
     assert caught.value.attempts == 1
     assert waits == []
-    await _eventually(lambda: server.keys[1].secret != second_key)
+    await wait_until(lambda: server.keys[1].secret != second_key)
     assert server.request_counts[REGENERATE.route] == 1
 
 
@@ -451,7 +437,7 @@ async def test_regenerate_is_not_retried_after_a_timeout(
 async def test_connection_refused_is_retried_for_every_call(
     server: LocalNotifyServer, call: Call
 ) -> None:
-    async with NotifyClient(server.api_key, base_url=_closed_port_url()) as client:
+    async with NotifyClient(server.api_key, base_url=closed_port_url()) as client:
         with instant_retries() as waits, pytest.raises(APIConnectionError) as caught:
             await call.run(client, server)
 
@@ -685,7 +671,7 @@ async def test_max_retries_zero_disables_retries(
 
 
 async def test_max_retries_zero_on_a_closed_port_tries_once(server: LocalNotifyServer) -> None:
-    async with NotifyClient(server.api_key, base_url=_closed_port_url(), max_retries=0) as client:
+    async with NotifyClient(server.api_key, base_url=closed_port_url(), max_retries=0) as client:
         with instant_retries() as waits, pytest.raises(APIConnectionError) as caught:
             await client.emails.send(to="ada@example.com", subject="Hi", message="Hello")
 
@@ -723,7 +709,7 @@ async def test_with_options_overrides_the_timeout_per_call(
 
     assert isinstance(caught.value.__cause__, APITimeoutError)
     assert (view.timeout, client.timeout) == (0.2, 30.0)
-    await _eventually(lambda: len(server.emails) == 1)
+    await wait_until(lambda: len(server.emails) == 1)
 
 
 async def test_with_options_shares_the_session_and_the_credentials(
@@ -814,7 +800,7 @@ async def rotating_client(server: LocalNotifyServer) -> AsyncIterator[NotifyClie
     """A one-retry client whose provider always has the server's current key."""
     provider = CallableKeyProvider(lambda: server.api_key)
     async with NotifyClient(
-        credentials=provider, base_url=server.base_url, max_retries=1
+        credentials=provider, base_url=server.base_url, max_retries=1, rotation_grace=0
     ) as client:
         await client.api_keys.list()
         server.reset_counters()

@@ -89,14 +89,6 @@ async def https_server(ca: trustme.CA) -> AsyncIterator[HttpsNotify]:
         yield server
 
 
-@pytest.fixture(autouse=True)
-def no_proxy_or_env_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The machine's proxy settings would otherwise send these loopback requests elsewhere.
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("NOTIFY_BASE_URL", raising=False)
-
-
 # -- verified by default ---------------------------------------------------------------------
 
 
