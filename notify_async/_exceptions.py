@@ -7,7 +7,7 @@ The tree, so a reader sees it before the code::
      │    └── KeyStoreError         a rotated key could not be persisted (the key is attached)
      ├── APIStatusError             the server answered with a non-2xx status
      │    ├── BadRequestError             400
-     │    ├── AuthenticationError         401 (after a reload and one replay)
+     │    ├── AuthenticationError         401 (only rejected keys for the whole grace window)
      │    ├── PermissionDeniedError       403
      │    ├── NotFoundError               404
      │    ├── RateLimitError              429 (``retry_after``)
@@ -44,10 +44,30 @@ __all__ = [
     "RateLimitError",
 ]
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from ._models import RegeneratedApiKey
+
+class RotatedKey(Protocol):
+    """What ``KeyStoreError.result`` holds: a ``RegeneratedApiKey``.
+
+    Named by shape here, so that the errors module depends on nothing (the models raise
+    these errors, so importing the models here would close an import cycle).
+    """
+
+    @property
+    def id(self) -> str:
+        """The key's id."""
+        ...
+
+    @property
+    def api_key(self) -> str:
+        """The new key."""
+        ...
+
+    @property
+    def message(self) -> str:
+        """The server's message."""
+        ...
 
 
 class NotifyError(Exception):
@@ -94,7 +114,7 @@ class KeyStoreError(CredentialError):
     is published where they load from.
     """
 
-    def __init__(self, message: str, *, result: RegeneratedApiKey) -> None:
+    def __init__(self, message: str, *, result: RotatedKey) -> None:
         super().__init__(message)
         self.result = result
 
@@ -136,8 +156,10 @@ class BadRequestError(APIStatusError):
 class AuthenticationError(APIStatusError):
     """401: the API key was rejected, even after reloading it from the provider.
 
-    The client reloads the key once per rotation and replays the call once; this error
-    means the provider still has no working key after ``rotation_grace`` seconds.
+    After a 401 the client replays the call with any newer key it holds or reloads (once
+    per rotation, for every call rejected together); this error means the provider
+    offered only rejected keys for ``rotation_grace`` seconds, or that five newer keys in
+    a row were rejected too.
     """
 
 

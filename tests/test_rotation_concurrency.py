@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,11 +18,14 @@ from pathlib import Path
 import pytest
 
 from notify_async import (
+    CallableKeyProvider,
     ChainKeyProvider,
     CredentialError,
     EnvKeyProvider,
     FileKeyProvider,
     NotifyClient,
+    NotifyError,
+    OutcomeUnknownError,
 )
 from notify_async.testing import Fault, LocalNotifyServer
 
@@ -408,3 +412,85 @@ async def test_a_key_with_a_forbidden_character_is_a_credential_error_at_reload(
     assert "U+0000" in str(caught.value)
     assert "nk_with_a_nul" not in str(caught.value)
     assert "nk_with_a_nul" not in caplog.text
+
+
+# -- the regenerate answer is checked before it is adopted ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "new_key",
+    ["", "   ", "nk_two\nlines_00000000000000000000", "nk_with_esc\x1b_0000000000000000"],
+    ids=["empty", "blank", "multi-line", "control-character"],
+)
+async def test_an_unusable_regenerated_key_is_never_adopted_or_stored(
+    notify_server: LocalNotifyServer, new_key: str
+) -> None:
+    provider = MemoryProvider(notify_server.api_key)
+    async with NotifyClient(
+        credentials=provider, base_url=notify_server.base_url, rotation_grace=0
+    ) as client:
+        await client.api_keys.list()
+        own_id = notify_server.primary_key_id
+        answer = {"success": True, "message": "ok", "data": {"id": own_id, "api_key": new_key}}
+        notify_server.inject(REGENERATE, Fault.status(200, body=answer))
+        old_prefix = client.key_prefix
+        with pytest.raises(OutcomeUnknownError) as caught:
+            await client.api_keys.rotate()
+
+    assert "dashboard" in str(caught.value)
+    assert provider.stored == []
+    assert client.key_prefix == old_prefix
+
+
+# -- misuse stays a NotifyError --------------------------------------------------------------
+
+
+async def test_a_provider_raising_cancelled_error_cancels_no_caller(
+    notify_server: LocalNotifyServer,
+) -> None:
+    class Cancelling:
+        async def load(self) -> str:
+            raise asyncio.CancelledError
+
+    client = NotifyClient(credentials=Cancelling(), base_url=notify_server.base_url)
+    results = await asyncio.gather(
+        *(client.api_keys.list() for _ in range(3)), return_exceptions=True
+    )
+    await client.close()
+
+    assert all(isinstance(r, CredentialError) for r in results), results
+    assert all("CancelledError" in str(r) for r in results)
+    # This task was not cancelled: it carries on (a pending cancellation would raise here).
+    await asyncio.sleep(0)
+
+
+def test_a_second_event_loop_during_the_first_load_is_a_notify_error() -> None:
+    started = threading.Event()
+    release = threading.Event()
+
+    def load() -> str:
+        started.set()
+        release.wait(10)
+        return "nk_loaded_in_the_first_loop_0000000000"
+
+    client = NotifyClient(
+        credentials=CallableKeyProvider(load), base_url="http://127.0.0.1:9/api/public/v1"
+    )
+
+    async def first_loop() -> None:
+        async with client:  # loads the key, then closes; sends nothing
+            pass
+
+    async def second_loop() -> None:
+        await client.api_keys.list()
+
+    first = threading.Thread(target=asyncio.run, args=(first_loop(),))
+    first.start()
+    try:
+        assert started.wait(10)
+        with pytest.raises(NotifyError, match="one client per event loop"):
+            asyncio.run(second_loop())
+    finally:
+        release.set()
+        first.join(10)
+    assert not first.is_alive()
