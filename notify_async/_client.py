@@ -439,6 +439,12 @@ class NotifyClient:
                 _reason(error),
                 state.attempt_number,
                 self.max_retries + 1,
+                extra={
+                    "notify_event": "retry",
+                    "attempt": state.attempt_number,
+                    "max_attempts": self.max_retries + 1,
+                    "delay": delay,
+                },
             )
 
         # Fresh per call: tenacity keeps per-call state in it.

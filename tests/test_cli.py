@@ -529,22 +529,7 @@ def test_the_console_script_is_this_main() -> None:
     assert script.load() is main
 
 
-# -- demo ------------------------------------------------------------------------------------------
-
-
-async def test_demo_runs_and_loses_no_send(capsys: pytest.CaptureFixture[str]) -> None:
-    assert await cli("demo", "--workers", "2", "--rotations", "1") == 0
-
-    out = capsys.readouterr().out
-    assert "sends failed:     0" in out
-    assert "rotation 1:" in out
-    assert "Done: every send was accepted once" in out
-
-
-async def test_demo_rejects_no_workers(capsys: pytest.CaptureFixture[str]) -> None:
-    assert await cli("demo", "--workers", "0") == 2
-
-    assert "--workers" in one_error_line(capsys.readouterr().err)
+# -- serve ------------------------------------------------------------------------------------------
 
 
 async def test_serve_on_a_port_in_use_exits_1_with_one_line(
