@@ -529,7 +529,7 @@ def test_the_console_script_is_this_main() -> None:
     assert script.load() is main
 
 
-# -- serve ------------------------------------------------------------------------------------------
+# -- serve -----------------------------------------------------------------------------------------
 
 
 async def test_serve_on_a_port_in_use_exits_1_with_one_line(
