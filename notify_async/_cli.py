@@ -748,7 +748,7 @@ class _DemoReport:
         self.failures: list[str] = []
         self.rotations: list[str] = []
         self.regenerates = 0
-        self.absorbed_401s = 0
+        self.answered_401s = 0
         self.seconds = 0.0
 
     @property
@@ -761,7 +761,7 @@ class _DemoReport:
             f"  sends accepted:   {self.accepted} (issued {self.issued}) in {self.seconds:.1f} s",
             f"  sends failed:     {self.failed_sends}",
             f"  regenerates seen by the server: {self.regenerates}",
-            f"  401s absorbed (replayed with the new key): {self.absorbed_401s}",
+            f"  401s the server answered: {self.answered_401s}",
         ]
         lines += [f"  failed: {failure}" for failure in self.failures[:5]]
         return "\n".join(lines)
@@ -812,7 +812,7 @@ async def _rotate_together(server: LocalNotifyServer, key_file: Path) -> _DemoRe
     report.seconds = time.perf_counter() - started
     report.accepted = len(server.emails)
     report.regenerates = server.request_counts["POST /api_keys/regenerate"]
-    report.absorbed_401s = server.auth_failures
+    report.answered_401s = server.auth_failures
     if (await FileKeyProvider(key_file).load()) != server.api_key:
         report.failures.append("the key file does not hold the server's current key")
     return report

@@ -385,6 +385,12 @@ def test_every_documented_command_line_parses(where: str, argv: list[str]) -> No
 def test_readme_links_to_the_docs_and_every_link_resolves() -> None:
     readme = (ROOT / "README.md").read_text()
     links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    links += re.findall(r"^\[[^\]]+\]: (\S+?)(?:#\S*)?$", readme, re.MULTILINE)
+    # Links into the repository are absolute, so that they work on PyPI too.
+    source = re.search(r'^Source = "(\S+)"$', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert source is not None
+    in_repository = f"{source[1]}/blob/main/"
+    links = [link.removeprefix(in_repository) for link in links]
     local = [link for link in links if "://" not in link]
 
     assert "docs/index.md" in local

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 
 from notify_async import CredentialError, FileKeyProvider, NotifyClient, NotifyError
 from notify_async.testing import Fault, LocalNotifyServer, instant_retries
@@ -368,6 +369,25 @@ async def test_worker_without_its_key_file_says_so_in_one_line(tmp_path: Path) -
     assert "does not exist" in line
 
 
+# -- OpenTelemetry ---------------------------------------------------------------------------------
+
+
+async def test_opentelemetry_recipe_traces_each_attempt_with_the_key_header_sanitized(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sanitize = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS"
+    monkeypatch.setenv(sanitize, "set-cookie")  # a user's own setting is kept
+    example = load_example("opentelemetry_tracing")
+    try:
+        await example.main()
+    finally:
+        AioHttpClientInstrumentor().uninstrument()
+
+    assert os.environ[sanitize] == "set-cookie,x-api-key"
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] + " " + line.split()[2] for line in lines] == ["POST 503", "POST 200"]
+
+
 # -- every example runs exactly as its docstring says ----------------------------------------------
 
 # The ports the docstrings use, each replaced by a free one so that runs never collide; that
@@ -425,6 +445,10 @@ EXPECTED_OUTPUT: dict[str, list[str]] = {
         r'\{"detail":"to must be an email address like name@example.com, got .+ no @"\} 400',
     ],
     "worker": [r'\{"sent": 2, "unknown": 0, "failed": 0\}'],
+    "opentelemetry_tracing": [
+        r"POST http://127\.0\.0\.1:\d+/api/public/v1/send-email 503",
+        r"POST http://127\.0\.0\.1:\d+/api/public/v1/send-email 200",
+    ],
     "secret_manager_provider": [
         r"billing rotated the key to nk_.+; the secret holds it now",
         r"signup still holds nk_.+, which no longer works",
