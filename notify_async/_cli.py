@@ -115,13 +115,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger = logging.getLogger("notify_async")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("notify-async: %(levelname)s: %(message)s"))
+    handler.setLevel(logging.DEBUG if debug else logging.WARNING)
     if progress.enabled and not debug:
         # At a terminal the progress lines say it in the command line's words.
         handler.addFilter(lambda record: not hasattr(record, "notify_event"))
     previous_level = logger.level
     logger.addHandler(handler)
     logger.addHandler(progress)
-    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    # INFO reaches the progress lines whatever level the client tags its events with; the
+    # stream handler above still prints only warnings, unless --debug.
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
     try:
         result: int = asyncio.run(_run(args, progress))
     except KeyboardInterrupt:

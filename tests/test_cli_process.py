@@ -243,15 +243,16 @@ async def test_max_retries_0_makes_one_attempt(notify_server: LocalNotifyServer)
 async def test_at_a_terminal_a_slow_call_says_what_it_waits_for_and_stdout_stays_clean(
     notify_server: LocalNotifyServer,
 ) -> None:
-    # The first attempt outlives its 1.5 s; the second is answered after 1.2 s.
-    notify_server.inject(LIST, Fault.delay(30), Fault.delay(1.2))
+    # The first attempt outlives its 2.5 s; the second is answered after 1.8 s. Each waits
+    # long enough for the progress line, which comes after about a second.
+    notify_server.inject(LIST, Fault.delay(30), Fault.delay(1.8))
 
     code, out, err = await run_at_a_terminal(
         "keys",
         "list",
         "--json",
         "--timeout",
-        "1.5",
+        "2.5",
         "--max-retries",
         "1",
         env=served_by(notify_server),
@@ -260,9 +261,9 @@ async def test_at_a_terminal_a_slow_call_says_what_it_waits_for_and_stdout_stays
     assert code == 0, err
     assert [row["prefix"] for row in json.loads(out)] == [notify_server.keys[0].prefix]
     lines = err.splitlines()
-    assert lines[0] == "notify-async: waiting for Notify (attempt 1 of 2, 1.5 s timeout)…"
+    assert lines[0] == "notify-async: waiting for Notify (attempt 1 of 2, 2.5 s timeout)…"
     assert re.fullmatch(r"notify-async: retrying in \d\.\d s…", lines[1]), lines
-    assert lines[2] == "notify-async: waiting for Notify (attempt 2 of 2, 1.5 s timeout)…"
+    assert lines[2] == "notify-async: waiting for Notify (attempt 2 of 2, 2.5 s timeout)…"
     assert len(lines) == 3, lines  # the library's own retry warning is not repeated
 
 
@@ -306,7 +307,7 @@ def test_a_key_rejected_wait_is_announced_at_a_terminal(monkeypatch: pytest.Monk
             return True
 
     async def waits_for_a_rotated_key(args: object) -> int:
-        logging.getLogger("notify_async").warning(
+        logging.getLogger("notify_async").info(
             "key rejected; polling the provider",
             extra={"notify_event": "key_rejected_wait", "grace": 3.0},
         )
