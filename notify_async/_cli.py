@@ -108,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = getattr(args, "debug", False)
     progress = _Progress(
         sys.stderr,
-        enabled=sys.stderr.isatty(),
+        # Only the commands that call Notify wait for it; serve and demo do not.
+        enabled=sys.stderr.isatty() and hasattr(args, "timeout"),
         max_attempts=getattr(args, "max_retries", 2) + 1,
         timeout=getattr(args, "timeout", 30.0),
     )

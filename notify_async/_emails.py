@@ -101,8 +101,8 @@ def check_recipient(to: object, *, field: str = "to") -> str:
     One address is ``local@domain``: exactly one ``@`` with text on both sides, and no
     spaces, commas, semicolons or angle brackets. A list (``"a@x.com, b@x.com"``) or a
     display-name form (``"Ada <ada@example.com>"``) is refused: send one email per
-    recipient, and put a display name in ``name``. Only the shape is checked; whether the
-    mailbox exists is for Notify to find out.
+    recipient, to the bare address. Only the shape is checked; whether the mailbox exists
+    is for Notify to find out.
     """
     value = _text(field, to)
     shown = value if len(value) <= 80 else value[:77] + "..."

@@ -299,6 +299,35 @@ async def test_in_a_log_file_a_retry_is_the_librarys_warning_and_no_progress_lin
     assert warning.startswith("notify-async: WARNING: Retrying GET /api_keys")
 
 
+async def test_serve_at_a_terminal_does_not_say_it_waits_for_notify(tmp_path: Path) -> None:
+    leader, follower = pty.openpty()
+    process = await asyncio.create_subprocess_exec(
+        str(SCRIPT),
+        "serve",
+        "--port",
+        "0",
+        env=cli_env(),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=follower,
+    )
+    os.close(follower)
+    try:
+        assert process.stdout is not None
+        printed = [await asyncio.wait_for(process.stdout.readline(), 30) for _ in range(2)]
+        assert printed[0].startswith(b"NOTIFY_BASE_URL=")
+        await asyncio.sleep(1.5)  # longer than a call waits before it says so
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+        err = await asyncio.to_thread(os.read, leader, 4096)
+    finally:
+        os.close(leader)
+
+    assert process.returncode == 0
+    assert err.decode().startswith("notify-async: serving a local Notify server at ")
+    assert b"waiting" not in err
+
+
 def test_a_key_rejected_wait_is_announced_at_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     # The client announces its grace-window wait with this record (see _Progress); here a
     # command emits it as the client would, to a stderr that is a terminal.
