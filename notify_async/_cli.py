@@ -296,11 +296,21 @@ class _Progress(logging.Handler):
             self._wait_again(grace + self.patience)
 
     def _wait_again(self, seconds: float) -> None:
-        if self._loop is None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            on_the_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_the_loop = False
+        if not on_the_loop:
+            # A record logged from a worker thread: timers belong to the loop's thread.
+            with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
+                loop.call_soon_threadsafe(self._wait_again, seconds)
             return
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self._loop.call_later(seconds, self._waiting)
+        self._timer = loop.call_later(seconds, self._waiting)
 
     def _waiting(self) -> None:
         self._timer = None
