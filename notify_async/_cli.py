@@ -574,14 +574,18 @@ def _provider(args: argparse.Namespace) -> CredentialProvider:
 def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
     if args.cacert is None:
         return None
+    # The system's trust store as usual, and this CA besides (create_default_context with
+    # cafile= would trust this file alone).
+    context = ssl.create_default_context()
     try:
-        return ssl.create_default_context(cafile=str(args.cacert))
+        context.load_verify_locations(cafile=str(args.cacert))
     except FileNotFoundError:
         raise ValueError(f"--cacert: {str(args.cacert)!r} does not exist") from None
     except (OSError, ssl.SSLError) as exc:
         raise ValueError(
             f"--cacert: {str(args.cacert)!r} holds no usable PEM certificate ({exc})"
         ) from None
+    return context
 
 
 def _client(args: argparse.Namespace, provider: CredentialProvider) -> NotifyClient:

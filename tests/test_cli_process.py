@@ -7,6 +7,7 @@ give the process a pseudo-terminal as stderr, to see what a person at a terminal
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 import json
@@ -470,6 +471,25 @@ async def test_without_cacert_the_error_says_to_pass_it(https_notify: tuple[str,
     assert "could not verify the server's TLS certificate" in line
     assert "pass --cacert FILE" in line
     assert "ssl=" not in line
+
+
+def test_cacert_adds_the_ca_to_the_systems_trust_store(https_ca_file: Path) -> None:
+    # In-process: which certificates a context trusts is not visible from outside.
+    system = ssl.create_default_context().cert_store_stats()["x509_ca"]
+
+    context = notify_async._cli._tls(argparse.Namespace(cacert=https_ca_file))
+
+    assert context is not None
+    assert context.cert_store_stats()["x509_ca"] == system + 1
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+
+
+@pytest.fixture
+def https_ca_file(tmp_path: Path) -> Path:
+    ca_file = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca_file))
+    return ca_file
 
 
 async def test_cacert_that_is_not_a_certificate_is_a_bad_argument(tmp_path: Path) -> None:
