@@ -1,13 +1,27 @@
-"""A FastAPI app that sends email through one NotifyClient for its whole lifetime.
+r"""A FastAPI app that sends email through one NotifyClient for its whole lifetime.
 
 The lifespan opens the client when the app starts and closes it when the app stops, so
 every request shares one connection pool and one in-memory key (and one reload after a
-rotation). The key comes from NOTIFY_API_KEY; point it at the local server with
-``notify-async serve`` and run::
-
-    uvicorn fastapi_app:app          # from the examples/ folder
+rotation). The key comes from NOTIFY_API_KEY.
 
 FastAPI and uvicorn are not dependencies of notify-async: ``pip install fastapi uvicorn``.
+Run it against the local Notify server, from the repository root. In one shell::
+
+    notify-async serve --port 8025 --key-file notify.key
+
+In a second one::
+
+    NOTIFY_BASE_URL=http://127.0.0.1:8025/api/public/v1 NOTIFY_API_KEY="$(cat notify.key)" \
+        uvicorn --app-dir examples fastapi_app:app --port 8000
+
+In a third one::
+
+    curl -s -w ' %{http_code}\n' localhost:8000/signups -H 'Content-Type: application/json' \
+        -d '{"email": "ada@example.com", "name": "Ada"}'
+    curl -s -w ' %{http_code}\n' localhost:8000/signups -H 'Content-Type: application/json' \
+        -d '{"email": "ada", "name": "Ada"}'
+
+The first prints ``{"status":"sent"} 202``; the second a JSON error and 400.
 """
 
 from __future__ import annotations
@@ -59,6 +73,9 @@ async def signup(signup: Signup, notify: Notify) -> dict[str, str]:
             subject=f"Welcome, {signup.name}!",
             message="Thanks for signing up.",
         )
+    except ValueError as exc:
+        # Refused before sending (an email that is not one address): the caller can fix it.
+        raise HTTPException(400, str(exc)) from exc
     except RateLimitError as exc:
         # The client already retried what it safely could; pass the wait on to the caller.
         retry_after = f"{exc.retry_after:.0f}" if exc.retry_after is not None else "60"

@@ -7,7 +7,8 @@ only after a 401, so the secret manager sees a few reads per rotation, not one p
 request: no cache is needed in front of it.
 
 ``SecretManager`` below is an in-memory stand-in so that this file runs anywhere; the
-comments show the real calls. Run it to watch two services share one secret::
+comments show the real calls. It starts its own local Notify server, so nothing else needs
+to run. Run it from the repository root to watch two services share one secret::
 
     python examples/secret_manager_provider.py
 """

@@ -29,13 +29,13 @@ import contextlib
 import inspect
 import logging
 import os
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol, cast, runtime_checkable
 
 from ._exceptions import CredentialError
+from ._files import write_atomically
 
 try:
     import fcntl
@@ -235,7 +235,7 @@ class FileKeyProvider:
 
     async def store(self, key: str) -> None:
         """Atomically replace the file's content with ``key`` (mode 0600)."""
-        await asyncio.to_thread(self._write_atomically, key)
+        await asyncio.to_thread(write_atomically, self.path, key + "\n")
 
     @contextlib.asynccontextmanager
     async def rotation_lease(self, *, timeout: float) -> AsyncIterator[None]:
@@ -263,28 +263,6 @@ class FileKeyProvider:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
-
-    def _write_atomically(self, key: str) -> None:
-        folder = self.path.parent
-        # mkstemp creates the file with mode 0600, before any byte of the key is written.
-        fd, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as temp:
-                temp.write(key + "\n")
-                temp.flush()
-                os.fsync(temp.fileno())
-            os.replace(temp_name, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp_name)
-            raise
-        # Make the rename itself durable, where the platform allows opening a folder.
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
 
 
 async def _lock_within(fd: int, timeout: float, lock_path: Path) -> None:

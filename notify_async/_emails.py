@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Emails"]
+__all__ = ["Emails", "check_recipient"]
 
 from collections.abc import Mapping
 
@@ -40,8 +40,8 @@ class Emails:
             message: the body.
             name: the sender's display name, if any.
         """
-        payload = {"to": _text("to", to), "subject": _text("subject", subject)}
-        payload["message"] = _text("message", message, allow_blank=True)
+        payload = {"to": check_recipient(to), "subject": _text("subject", subject)}
+        payload["message"] = _text("message", message)
         if name is not None:
             payload["name"] = _text("name", name)
         body = await self._client.request(
@@ -71,7 +71,7 @@ class Emails:
         """
         payload: dict[str, object] = {
             "templateId": _text("template_id", template_id),
-            "to": _text("to", to),
+            "to": check_recipient(to),
         }
         if from_ is not None:
             payload["from"] = _text("from_", from_)
@@ -89,9 +89,61 @@ class Emails:
         return _parse_result(body)
 
 
-def _text(field: str, value: object, *, allow_blank: bool = False) -> str:
+def _text(field: str, value: object) -> str:
+    # The local Notify server applies the same rule (a str, not blank), so that a test
+    # against it catches what production would.
     if not isinstance(value, str):
         raise ValueError(f"{field} must be a str, got {type(value).__name__}")
-    if not allow_blank and not value.strip():
-        raise ValueError(f"{field} must not be empty")
+    if not value.strip():
+        raise ValueError(f"{field} must not be empty or blank")
+    return value
+
+
+# What makes a value something other than one address. Checked one by one, so the error
+# can say what is wrong with the value rather than quote a pattern.
+_SEPARATORS = {",": "a comma", ";": "a semicolon"}
+
+
+def check_recipient(to: object, *, field: str = "to") -> str:
+    """Return ``to`` if it has the shape of one email address; raise ValueError if not.
+
+    One address is ``local@domain``: exactly one ``@`` with text on both sides, and no
+    spaces, commas, semicolons or angle brackets. A list (``"a@x.com, b@x.com"``) or a
+    display-name form (``"Ada <ada@example.com>"``) is refused: send one email per
+    recipient, to the bare address. Only the shape is checked; whether the mailbox exists
+    is for Notify to find out.
+    """
+    value = _text(field, to)
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    for separator, what in _SEPARATORS.items():
+        if separator in value:
+            raise ValueError(
+                f"{field} must be one email address like name@example.com, got {shown!r}, "
+                f"which has {what}: send one email per recipient"
+            )
+    if "<" in value or ">" in value:
+        raise ValueError(
+            f"{field} must be a bare email address like name@example.com, got {shown!r}: "
+            "pass only the address (a display name does not go in the recipient)"
+        )
+    if any(char.isspace() for char in value):
+        raise ValueError(
+            f"{field} must be one email address like name@example.com, got {shown!r}, "
+            "which has a space in it"
+        )
+    local, at, domain = value.partition("@")
+    if not at:
+        raise ValueError(
+            f"{field} must be an email address like name@example.com, got {shown!r}, which has no @"
+        )
+    if "@" in domain:
+        raise ValueError(
+            f"{field} must be one email address like name@example.com, got {shown!r}, "
+            "which has more than one @"
+        )
+    if not local or not domain:
+        raise ValueError(
+            f"{field} must be an email address like name@example.com, got {shown!r}, "
+            f"which has nothing {'before' if not local else 'after'} the @"
+        )
     return value

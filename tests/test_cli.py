@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import notify_async._cli
-from notify_async import FileKeyProvider, NotifyClient
+from notify_async import NotifyClient
 from notify_async._cli import EXIT_CODES, main
 from notify_async._credentials import redact
 from notify_async.testing import Fault, LocalNotifyServer, instant_retries
@@ -233,10 +233,10 @@ async def test_keys_rotate_exits_10_when_the_new_key_cannot_be_stored(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    def disk_full(self: FileKeyProvider, key: str) -> None:
+    def disk_full(path: object, text: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(FileKeyProvider, "_write_atomically", disk_full)
+    monkeypatch.setattr("notify_async._credentials.write_atomically", disk_full)
     old = env.api_key
 
     assert await cli("keys", "rotate", "--key-file", str(key_file)) == 10
@@ -529,22 +529,7 @@ def test_the_console_script_is_this_main() -> None:
     assert script.load() is main
 
 
-# -- demo ------------------------------------------------------------------------------------------
-
-
-async def test_demo_runs_and_loses_no_send(capsys: pytest.CaptureFixture[str]) -> None:
-    assert await cli("demo", "--workers", "2", "--rotations", "1") == 0
-
-    out = capsys.readouterr().out
-    assert "sends failed:     0" in out
-    assert "rotation 1:" in out
-    assert "Done: every send was accepted once" in out
-
-
-async def test_demo_rejects_no_workers(capsys: pytest.CaptureFixture[str]) -> None:
-    assert await cli("demo", "--workers", "0") == 2
-
-    assert "--workers" in one_error_line(capsys.readouterr().err)
+# -- serve -----------------------------------------------------------------------------------------
 
 
 async def test_serve_on_a_port_in_use_exits_1_with_one_line(

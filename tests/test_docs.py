@@ -385,6 +385,7 @@ def test_every_documented_command_line_parses(where: str, argv: list[str]) -> No
 def test_readme_links_to_the_docs_and_every_link_resolves() -> None:
     readme = (ROOT / "README.md").read_text()
     links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    links += re.findall(r"^\[[^\]]+\]: (\S+?)(?:#\S*)?$", readme, re.MULTILINE)
     local = [link for link in links if "://" not in link]
 
     assert "docs/index.md" in local

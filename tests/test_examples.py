@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import importlib.util
 import json
+import os
+import re
+import signal
+import socket
 import sys
+import textwrap
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
 from pathlib import Path
 from types import ModuleType
@@ -14,11 +21,13 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 
 from notify_async import CredentialError, FileKeyProvider, NotifyClient, NotifyError
 from notify_async.testing import Fault, LocalNotifyServer, instant_retries
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = PROJECT_ROOT / "examples"
 
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[
@@ -195,6 +204,42 @@ async def test_aiohttp_app_answers_503_with_retry_after_when_rate_limited(
     assert env.emails == []
 
 
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"...", 'the body must be JSON: {"email": "...", "name": "..."}'),
+        (b"[1, 2]", 'the body must be a JSON object: {"email": "...", "name": "..."}'),
+        (b'{"email": "ada@example.com"}', "missing or not a string: name"),
+        (b'{"email": 3, "name": ""}', "missing or not a string: email, name"),
+    ],
+    ids=["not-json", "not-an-object", "no-name", "wrong-types"],
+)
+async def test_aiohttp_app_answers_a_bad_body_with_400_and_a_json_error(
+    env: LocalNotifyServer, body: bytes, error: str
+) -> None:
+    example = load_example("aiohttp_app")
+
+    async with TestClient(TestServer(example.make_app())) as http:
+        response = await http.post("/signups", data=body)
+        assert response.status == 400
+        assert await response.json() == {"error": error}
+
+    assert env.request_counts["POST /send-email"] == 0
+
+
+async def test_aiohttp_app_answers_400_for_an_email_that_is_not_one_address(
+    env: LocalNotifyServer,
+) -> None:
+    example = load_example("aiohttp_app")
+
+    async with TestClient(TestServer(example.make_app())) as http:
+        response = await http.post("/signups", json={"email": "a@x.com, b@x.com", "name": "A"})
+        assert response.status == 400
+        assert "has a comma" in (await response.json())["error"]
+
+    assert env.request_counts["POST /send-email"] == 0
+
+
 # -- the background worker -------------------------------------------------------------------------
 
 
@@ -303,3 +348,172 @@ async def test_secret_manager_example_runs(capsys: pytest.CaptureFixture[str]) -
 
     out = capsys.readouterr().out
     assert "2 emails sent, 3 secret reads, 1 secret write" in out
+
+
+async def test_worker_without_its_key_file_says_so_in_one_line(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(EXAMPLES / "worker.py"),
+        "--key-file",
+        str(tmp_path / "missing.key"),
+        env={"PYTHONPATH": str(PROJECT_ROOT), "PATH": ""},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+
+    assert (process.returncode, out) == (2, b"")
+    [line] = err.decode().splitlines()
+    assert line.startswith("worker: the key file ")
+    assert "does not exist" in line
+
+
+# -- OpenTelemetry ---------------------------------------------------------------------------------
+
+
+async def test_opentelemetry_recipe_traces_each_attempt_with_the_key_header_sanitized(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sanitize = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS"
+    monkeypatch.setenv(sanitize, "set-cookie")  # a user's own setting is kept
+    example = load_example("opentelemetry_tracing")
+    try:
+        await example.main()
+    finally:
+        AioHttpClientInstrumentor().uninstrument()
+
+    assert os.environ[sanitize] == "set-cookie,x-api-key"
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] + " " + line.split()[2] for line in lines] == ["POST 503", "POST 200"]
+
+
+# -- every example runs exactly as its docstring says ----------------------------------------------
+
+# The ports the docstrings use, each replaced by a free one so that runs never collide; that
+# is the only change made to the documented commands.
+DOCUMENTED_PORTS = ("8025", "8080", "8000")
+
+
+def documented_shells(example: Path) -> list[str]:
+    """The literal blocks (``::``) of an example's docstring: one per shell, in order."""
+    docstring = ast.get_docstring(ast.parse(example.read_text()))
+    assert docstring is not None
+    shells: list[str] = []
+    lines = docstring.splitlines()
+    index = 0
+    while index < len(lines):
+        index += 1
+        if not lines[index - 1].rstrip().endswith("::"):
+            continue
+        body: list[str] = []
+        while index < len(lines) and (not lines[index].strip() or lines[index][:1] == " "):
+            body.append(lines[index])
+            index += 1
+        shells.append(textwrap.dedent("\n".join(body)).strip())
+    return shells
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def wait_for_port(port: int, process: asyncio.subprocess.Process) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.returncode is None, f"the shell listening on {port} exited"
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            await writer.wait_closed()
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing listened on port {port} within 30 s")
+
+
+EXPECTED_OUTPUT: dict[str, list[str]] = {
+    "aiohttp_app": [
+        r'\{"status": "sent"\} 202',
+        r'\{"error": "missing or not a string: name"\} 400',
+        r'\{"error": "to must be an email address like name@example.com, got .+ no @"\} 400',
+    ],
+    "fastapi_app": [
+        r'\{"status":"sent"\} 202',
+        r'\{"detail":"to must be an email address like name@example.com, got .+ no @"\} 400',
+    ],
+    "worker": [r'\{"sent": 2, "unknown": 0, "failed": 0\}'],
+    "opentelemetry_tracing": [
+        r"POST http://127\.0\.0\.1:\d+/api/public/v1/send-email 503",
+        r"POST http://127\.0\.0\.1:\d+/api/public/v1/send-email 200",
+    ],
+    "secret_manager_provider": [
+        r"billing rotated the key to nk_.+; the secret holds it now",
+        r"signup still holds nk_.+, which no longer works",
+        r"signup sent its next email with nk_.+",
+        r"rotated key [-0-9a-f]+: 2 emails sent, 3 secret reads, 1 secret write",
+    ],
+}
+
+
+def test_every_example_has_its_commands_and_expected_output() -> None:
+    assert sorted(EXPECTED_OUTPUT) == sorted(path.stem for path in EXAMPLES.glob("*.py"))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_OUTPUT))
+async def test_the_example_runs_as_its_docstring_says(name: str, tmp_path: Path) -> None:
+    """Every shell block of the docstring but the last is a server, run in the background;
+    the last one runs to the end, and its output is what the docstring promises."""
+    shells = documented_shells(EXAMPLES / f"{name}.py")
+    assert shells, f"examples/{name}.py gives no commands to run it"
+    ports = {documented: str(free_port()) for documented in DOCUMENTED_PORTS}
+    for documented, port in ports.items():
+        shells = [re.sub(rf"\b{documented}\b", port, shell) for shell in shells]
+    # The repository root as the user has it, in a folder of its own for the key file.
+    (tmp_path / "examples").symlink_to(EXAMPLES)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFY_")}
+    env |= {
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        "PYTHONPATH": str(PROJECT_ROOT),
+    }
+    servers: list[asyncio.subprocess.Process] = []
+    try:
+        for shell in shells[:-1]:
+            listens_on = re.search(r"--port (\d+)", shell)
+            assert listens_on is not None, f"a background shell says no --port: {shell}"
+            server = await asyncio.create_subprocess_exec(
+                "bash",
+                "-c",
+                shell,
+                cwd=tmp_path,
+                env=env,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,  # so that the server under bash stops with it
+            )
+            servers.append(server)
+            await wait_for_port(int(listens_on[1]), server)
+        last = await asyncio.create_subprocess_exec(
+            "bash",
+            "-e",
+            "-c",
+            shells[-1],
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(last.communicate(), 60)
+    finally:
+        for server in servers:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGTERM)
+            await asyncio.wait_for(server.wait(), 20)
+
+    assert last.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert len(lines) == len(EXPECTED_OUTPUT[name]), lines
+    for line, pattern in zip(lines, EXPECTED_OUTPUT[name], strict=True):
+        assert re.fullmatch(pattern, line), (line, pattern)

@@ -700,3 +700,50 @@ async def test_runs_as_a_separate_process(http: aiohttp.ClientSession, tmp_path:
 
     assert process.returncode == 0, stderr.decode()
     assert stderr == b""
+
+
+async def test_the_key_file_is_written_durably(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same write as FileKeyProvider's: fsync the file before the rename, then the folder.
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    key_file = tmp_path / "notify.key"
+    async with LocalNotifyServer(key_file=key_file) as server:
+        assert len(synced) == 2
+        server.rotate()
+        assert len(synced) == 4
+        assert key_file.read_text() == server.api_key + "\n"
+    assert os.listdir(tmp_path) == ["notify.key"]  # no temporary file left
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_the_separate_process_stops_cleanly_on_sigterm_and_sigint(
+    signum: signal.Signals,
+) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "notify_async.testing",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert process.stdout is not None
+    ready = json.loads(await asyncio.wait_for(process.stdout.readline(), timeout=30))
+    assert ready["base_url"].startswith("http://127.0.0.1:")
+
+    process.send_signal(signum)
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+
+    assert (process.returncode, stderr) == (0, b"")

@@ -18,6 +18,7 @@ import json
 import signal
 import sys
 
+from notify_async.testing._foreground import serve_until_stopped
 from notify_async.testing._server import LocalNotifyServer
 
 
@@ -40,15 +41,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        # Windows has no add_signal_handler; there Ctrl-C raises KeyboardInterrupt instead.
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signum, stop.set)
-    async with LocalNotifyServer(
-        keys=args.keys, host=args.host, port=args.port, key_file=args.key_file
-    ) as server:
+    def announce(server: LocalNotifyServer) -> None:
         ready = {
             "base_url": server.base_url,
             "api_key": server.api_key,
@@ -56,7 +49,12 @@ async def _serve(args: argparse.Namespace) -> None:
         }
         sys.stdout.write(json.dumps(ready) + "\n")
         sys.stdout.flush()
-        await stop.wait()
+
+    server = LocalNotifyServer(
+        keys=args.keys, host=args.host, port=args.port, key_file=args.key_file
+    )
+    # Either signal is a normal stop here: a parent process ends its server with one.
+    await serve_until_stopped(server, announce, stop_on=(signal.SIGTERM, signal.SIGINT))
 
 
 def main(argv: list[str] | None = None) -> int:

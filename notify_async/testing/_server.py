@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import secrets
-import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -48,6 +47,9 @@ import attrs
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
+
+from notify_async._emails import check_recipient
+from notify_async._files import write_atomically
 
 API_PREFIX = "/api/public/v1"
 CONTROL_PREFIX = "/_control"
@@ -342,16 +344,27 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 
 
 def _missing(data: Mapping[str, Any], fields: tuple[str, ...]) -> web.Response | None:
-    missing = [f for f in fields if not isinstance(data.get(f), str) or not data[f]]
+    # Blank counts as missing, as the client's own check has it (notify_async._emails).
+    missing = [f for f in fields if not isinstance(data.get(f), str) or not data[f].strip()]
     if missing:
         return _error(400, "Missing required fields: " + ", ".join(missing))
     return None
+
+
+def _recipient(data: Mapping[str, Any]) -> str:
+    # The client's own check, so that a test against this server catches what it catches.
+    try:
+        return check_recipient(data["to"])
+    except ValueError as exc:
+        raise _BadRequestError(f"Invalid field: {exc}") from None
 
 
 def _optional_str(data: Mapping[str, Any], field: str) -> str | None:
     value = data.get(field)
     if value is not None and not isinstance(value, str):
         raise _BadRequestError(f"Invalid field: {field} must be a string")
+    if value is not None and not value.strip():
+        raise _BadRequestError(f"Invalid field: {field} must not be blank")
     return value
 
 
@@ -479,17 +492,8 @@ class LocalNotifyServer:
 
     def _write_key_file(self) -> None:
         assert self._key_file is not None  # noqa: S101 - callers check it  # nosec B101
-        # Write a sibling file and rename it over the old one, so that a reader never
-        # sees a half-written key.
-        fd, tmp = tempfile.mkstemp(dir=self._key_file.parent, prefix=".notify-key-")
-        try:
-            with os.fdopen(fd, "w") as file:
-                file.write(self.api_key + "\n")
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self._key_file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # A reader never sees a half-written key, and a crash never leaves an empty file.
+        write_atomically(self._key_file, self.api_key + "\n")
 
     # -- faults and counters ------------------------------------------------------------
 
@@ -691,7 +695,7 @@ class LocalNotifyServer:
             return invalid
         self.emails.append(
             AcceptedEmail(
-                to=data["to"],
+                to=_recipient(data),
                 subject=data["subject"],
                 message=data["message"],
                 name=_optional_str(data, "name"),
@@ -704,6 +708,7 @@ class LocalNotifyServer:
         data = await _json_object(request)
         if (invalid := _missing(data, ("templateId", "to"))) is not None:
             return invalid
+        to = _recipient(data)
         variables = data.get("variables")
         if variables is not None and not (
             isinstance(variables, dict) and all(isinstance(v, str) for v in variables.values())
@@ -711,7 +716,7 @@ class LocalNotifyServer:
             return _error(400, "Invalid field: variables must be an object of strings")
         self.emails.append(
             AcceptedEmail(
-                to=data["to"],
+                to=to,
                 subject=None,
                 message=None,
                 template_id=data["templateId"],
