@@ -21,6 +21,7 @@ from ._credentials import (
     FileKeyProvider,
     KeyChangeHook,
     KeyListener,
+    LeasingCredentialProvider,
     StaticKeyProvider,
     WatchingCredentialProvider,
     WritableCredentialProvider,
@@ -42,9 +43,12 @@ from ._exceptions import (
     PermissionDeniedError,
     RateLimitError,
 )
+from ._logs import setup_from_environment as _setup_from_environment
 from ._models import ApiKey, RegeneratedApiKey, SendEmailResult
 from ._retry import Backoff, RetryPolicy
 from ._version import __version__
+
+_setup_from_environment()
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -68,6 +72,7 @@ __all__ = [
     "KeyChangeHook",
     "KeyListener",
     "KeyStoreError",
+    "LeasingCredentialProvider",
     "NotFoundError",
     "NotifyClient",
     "NotifyError",
