@@ -4,6 +4,9 @@ from __future__ import annotations
 
 __all__ = ["ApiKeys"]
 
+from collections.abc import Mapping
+from typing import NamedTuple
+
 from ._credentials import check_key, redact
 from ._exceptions import CredentialError, InvalidResponseError, OutcomeUnknownError
 from ._keys import KeyHolder
@@ -29,13 +32,21 @@ class ApiKeys:
         self._client = client
         self._keys = keys
 
-    async def list(self) -> list[ApiKey]:
+    async def list(
+        self, *, timeout: float | None = None, extra_headers: Mapping[str, str] | None = None
+    ) -> list[ApiKey]:
         """Return every key of the account (``GET /api_keys``), each with a prefix only.
 
         Retried on connection errors, timeouts and 408/429/5xx, since listing changes nothing.
+        ``timeout`` (seconds per attempt) and ``extra_headers`` apply to this call only.
         """
-        client = self._client
-        body = await client.request("GET", "/api_keys", policy=RetryPolicy.IDEMPOTENT)
+        body = await self._client.request(
+            "GET",
+            "/api_keys",
+            policy=RetryPolicy.IDEMPOTENT,
+            timeout=timeout,
+            extra_headers=extra_headers,
+        )
         keys = _parse_keys(body.get("data"))
         current = self._keys.current
         # Listing is the only way to learn which id our key has; remember it for free.
@@ -45,7 +56,13 @@ class ApiKeys:
                 self._keys.remember_own_key_id(current, own_id)
         return keys
 
-    async def regenerate(self, key_id: str) -> RegeneratedApiKey:
+    async def regenerate(
+        self,
+        key_id: str,
+        *,
+        timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> RegeneratedApiKey:
         """Regenerate the key ``key_id`` (``POST /api_keys/regenerate``); the old one dies at once.
 
         If ``key_id`` is the key this client uses, requests rejected while the regenerate is
@@ -56,18 +73,21 @@ class ApiKeys:
 
         Never retried after a lost reply: a second regenerate would invalidate the first
         new key. Such a failure, and an answer without a usable key, raise
-        ``OutcomeUnknownError``.
+        ``OutcomeUnknownError``. ``timeout`` and ``extra_headers`` apply to this call only.
 
         Raises:
             KeyStoreError: the new key is in use but could not be stored; it is attached.
         """
         if not isinstance(key_id, str) or not key_id.strip():
             raise ValueError("key_id must be a non-empty string, e.g. an id from api_keys.list()")
-        if key_id == await self._own_key_id():
-            return await self._keys.regenerating(lambda: self._send_regenerate(key_id))
-        return await self._send_regenerate(key_id)
+        options = _Options(timeout, extra_headers)
+        if key_id == await self._own_key_id(options):
+            return await self._keys.regenerating(lambda: self._send_regenerate(key_id, options))
+        return await self._send_regenerate(key_id, options)
 
-    async def rotate(self) -> RegeneratedApiKey:
+    async def rotate(
+        self, *, timeout: float | None = None, extra_headers: Mapping[str, str] | None = None
+    ) -> RegeneratedApiKey:
         """Regenerate the key this client uses, store it, and check that it works.
 
         Notify advises testing the application after a rotation; this does the rotation
@@ -80,21 +100,29 @@ class ApiKeys:
         finds the key already rotated by another adopts that key instead of regenerating
         again: one regenerate per round across the fleet, and ``rotate()`` returns the live
         key. Once started, a rotation completes even if the caller is cancelled.
+        ``timeout`` and ``extra_headers`` apply to each call the rotation makes.
         """
-        result = await self._keys.rotate(self._own_key_id_or_raise, self._regenerate_own)
-        await self.list()
+        options = _Options(timeout, extra_headers)
+
+        async def own_key_id() -> str:
+            return await self._own_key_id_or_raise(options)
+
+        async def regenerate_own(key_id: str) -> RegeneratedApiKey:
+            return await self._keys.regenerating(lambda: self._send_regenerate(key_id, options))
+
+        result = await self._keys.rotate(own_key_id, regenerate_own)
+        await self.list(timeout=timeout, extra_headers=extra_headers)
         return result
 
-    async def _regenerate_own(self, key_id: str) -> RegeneratedApiKey:
-        return await self._keys.regenerating(lambda: self._send_regenerate(key_id))
-
-    async def _send_regenerate(self, key_id: str) -> RegeneratedApiKey:
+    async def _send_regenerate(self, key_id: str, options: _Options) -> RegeneratedApiKey:
         body = await self._client.request(
             "POST",
             "/api_keys/regenerate",
             policy=RetryPolicy.UNSENT_ONLY,
             json={"keyId": key_id},
             outcome_advice=_REGENERATE_OUTCOME,
+            timeout=options.timeout,
+            extra_headers=options.extra_headers,
         )
         data = body.get("data")
         try:
@@ -121,8 +149,8 @@ class ApiKeys:
             status_code=None,
         )
 
-    async def _own_key_id_or_raise(self) -> str:
-        key_id = await self._own_key_id()
+    async def _own_key_id_or_raise(self, options: _Options) -> str:
+        key_id = await self._own_key_id(options)
         if key_id is None:
             raise CredentialError(
                 "none of the account's keys has the prefix of the key in use "
@@ -131,16 +159,23 @@ class ApiKeys:
             )
         return key_id
 
-    async def _own_key_id(self) -> str | None:
+    async def _own_key_id(self, options: _Options) -> str | None:
         keys = self._keys
         current = await keys.get()
         if keys.own_key_id() is None:
-            await self.list()
+            await self.list(timeout=options.timeout, extra_headers=options.extra_headers)
             if keys.current != current:
                 # The key changed while listing (pushed, or reloaded after a 401), so the
                 # listing may show the old key's prefix: list again with the key in use.
-                await self.list()
+                await self.list(timeout=options.timeout, extra_headers=options.extra_headers)
         return keys.own_key_id()
+
+
+class _Options(NamedTuple):
+    """The per-call options of one public method, passed to every request it makes."""
+
+    timeout: float | None
+    extra_headers: Mapping[str, str] | None
 
 
 def _match_prefix(keys: list[ApiKey], current: str) -> str | None:

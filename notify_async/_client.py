@@ -59,7 +59,17 @@ DEFAULT_BASE_URL = "https://notify.cx/api/public/v1"
 class _Call:
     """One API call as the pipeline carries it: what to send, and what it has spent."""
 
-    __slots__ = ("json", "method", "outcome_advice", "path", "policy", "sent")
+    __slots__ = (
+        "headers",
+        "json",
+        "method",
+        "outcome_advice",
+        "path",
+        "policy",
+        "sent",
+        "timeout",
+        "timeouts",
+    )
 
     def __init__(
         self,
@@ -68,12 +78,18 @@ class _Call:
         policy: RetryPolicy,
         json: Mapping[str, object] | None,
         outcome_advice: str | None,
+        headers: Mapping[str, str],
+        timeout: float,
+        timeouts: aiohttp.ClientTimeout,
     ) -> None:
         self.method = method
         self.path = path
         self.policy = policy
         self.json = json
         self.outcome_advice = outcome_advice
+        self.headers = headers
+        self.timeout = timeout
+        self.timeouts = timeouts
         self.sent = 0
 
 
@@ -113,6 +129,9 @@ class NotifyClient:
             test server with a self-signed certificate; it logs a warning, because anyone
             between you and the server could then read your API key.
         backoff: the retry waits; see ``Backoff``.
+        default_headers: headers sent with every call (tracing ids, say); every endpoint
+            method also takes ``extra_headers=`` and ``timeout=`` for one call.
+            ``x-api-key`` and ``User-Agent`` are refused: the client sets them.
     """
 
     api_keys: ApiKeys
@@ -136,6 +155,7 @@ class NotifyClient:
         backoff: Backoff | None = None,
         ssl: SSLContext | None = None,
         insecure_skip_tls_verify: bool = False,
+        default_headers: Mapping[str, str] | None = None,
     ) -> None:
         provider, first_key = _choose_provider(api_key, credentials)
         if not rotation_grace >= 0:
@@ -157,6 +177,7 @@ class NotifyClient:
             base_url, session=session, ssl=tls_setting(ssl, insecure_skip_tls_verify)
         )
         self._is_view = False
+        self._default_headers = check_headers(default_headers or {}, "default_headers")
         self._configure(max_retries, timeout, connect_timeout, backoff or Backoff())
 
     def _configure(
@@ -170,9 +191,7 @@ class NotifyClient:
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._backoff = backoff
-        self._client_timeout = aiohttp.ClientTimeout(
-            total=timeout, connect=min(connect_timeout, timeout)
-        )
+        self._client_timeout = _attempt_timeouts(timeout, connect_timeout)
         self.api_keys = ApiKeys(self, self._keys)
         self.emails = Emails(self)
 
@@ -183,8 +202,9 @@ class NotifyClient:
         timeout: float | None = None,
         connect_timeout: float | None = None,
         backoff: Backoff | None = None,
+        default_headers: Mapping[str, str] | None = None,
     ) -> NotifyClient:
-        """Return a view of this client with other retry or timeout settings.
+        """Return a view of this client with other retry, timeout or header settings.
 
         The view shares the session, the key and its reloads with this client; closing the
         view closes nothing. ``client.with_options(max_retries=0).emails.send(...)``.
@@ -193,6 +213,11 @@ class NotifyClient:
         view._keys = self._keys
         view._transport = self._transport
         view._is_view = True
+        view._default_headers = (
+            self._default_headers
+            if default_headers is None
+            else check_headers(default_headers, "default_headers")
+        )
         view._configure(
             self._max_retries if max_retries is None else max_retries,
             self._timeout if timeout is None else timeout,
@@ -313,6 +338,8 @@ class NotifyClient:
         policy: RetryPolicy,
         json: Mapping[str, object] | None = None,
         outcome_advice: str | None = None,
+        timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Send one API call through the pipeline and return its checked JSON envelope.
 
@@ -326,8 +353,18 @@ class NotifyClient:
             json: the JSON body, if any.
             outcome_advice: what to tell the caller when a non-idempotent call may or may
                 not have taken effect (``OutcomeUnknownError``).
+            timeout: seconds each attempt of this call may take, instead of the client's.
+            extra_headers: headers for this call, on top of the client's
+                ``default_headers``; ``x-api-key`` and ``User-Agent`` are refused.
         """
-        call = _Call(method, path, policy, json, outcome_advice)
+        headers = self._default_headers
+        if extra_headers:
+            headers = {**headers, **check_headers(extra_headers, "extra_headers")}
+        if timeout is None:
+            timeout, timeouts = self._timeout, self._client_timeout
+        else:
+            timeouts = _attempt_timeouts(check_timeout(timeout), self._connect_timeout)
+        call = _Call(method, path, policy, json, outcome_advice, headers, timeout, timeouts)
         try:
             return await self._attempt(call)  # the success path: no tenacity
         except NotifyError as error:
@@ -354,7 +391,7 @@ class NotifyClient:
         if status == 401:
             # A 401 is a rejection, so replaying is safe even for a POST. Each replay uses
             # a newer key than the last; rotations may overlap while the call is in flight.
-            deadline = time.monotonic() + keys.rotation_grace + self._timeout
+            deadline = time.monotonic() + keys.rotation_grace + call.timeout
             for _ in range(MAX_KEY_REPLAYS):
                 try:
                     key = await keys.recover(key, deadline=deadline)
@@ -380,12 +417,55 @@ class NotifyClient:
         if transport.loop is None:
             self._bind()
         call.sent += 1
-        return await transport.send(
+        started = time.perf_counter()
+        try:
+            response = await transport.send(
+                call.method,
+                call.path,
+                headers={**call.headers, "x-api-key": key} if call.headers else {"x-api-key": key},
+                json=call.json,
+                timeout=call.timeouts,
+            )
+        except NotifyError as error:
+            if logger.isEnabledFor(logging.DEBUG):
+                self._log_attempt(call, key, started, None, None, reason(error))
+            raise
+        if logger.isEnabledFor(logging.DEBUG):
+            self._log_attempt(call, key, started, response[0], response[2], None)
+        return response
+
+    def _log_attempt(
+        self,
+        call: _Call,
+        key: str,
+        started: float,
+        status: int | None,
+        headers: Mapping[str, str] | None,
+        failure: str | None,
+    ) -> None:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        request_id = _request_id(headers) if headers is not None else None
+        logger.debug(
+            "%s %s -> %s in %.1f ms (attempt %d, key %s generation %d%s)",
             call.method,
             call.path,
-            headers={"x-api-key": key},
-            json=call.json,
-            timeout=self._client_timeout,
+            status if failure is None else failure,
+            elapsed_ms,
+            call.sent,
+            redact(key),
+            self._keys.generation,
+            f", request id {request_id}" if request_id else "",
+            extra={
+                "notify_event": "attempt",
+                "method": call.method,
+                "path": call.path,
+                "status": status,
+                "elapsed_ms": elapsed_ms,
+                "attempt": call.sent,
+                "key_prefix": redact(key),
+                "generation": self._keys.generation,
+                "request_id": request_id,
+            },
         )
 
     async def _retry(self, call: _Call, first_failure: NotifyError) -> dict[str, Any]:
@@ -463,6 +543,49 @@ class NotifyClient:
         if call.policy is not RetryPolicy.UNSENT_ONLY or not outcome_open(error):
             return error
         return outcome_unknown(error, call.method, call.path, advice=call.outcome_advice)
+
+
+_RESERVED_HEADERS = frozenset({"x-api-key", "user-agent"})
+
+
+def check_headers(headers: Mapping[str, str], argument: str) -> dict[str, str]:
+    """Return ``headers`` as a dict, refusing the ones the client owns and unsafe values."""
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise ValueError(f"{argument} must map str to str, e.g. {{'X-Trace-Id': 'abc'}}")
+        if name.strip().lower() in _RESERVED_HEADERS:
+            raise ValueError(
+                f"{argument} may not set {name!r}: the client sets it (the key comes from "
+                "the credential provider, so that rotation keeps working)"
+            )
+        if any(c in name + value for c in "\r\n\x00") or not name.strip():
+            raise ValueError(f"{argument}: the header {name!r} has an empty name or a line break")
+        checked[name] = value
+    return checked
+
+
+def check_timeout(timeout: object) -> float:
+    """Return ``timeout`` if it is a number of seconds > 0, else raise ``ValueError``."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    return float(timeout)
+
+
+def _attempt_timeouts(timeout: float, connect_timeout: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=timeout, connect=min(connect_timeout, timeout))
+
+
+# The names request-id headers go by; Notify's own is not documented.
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray")
+
+
+def _request_id(headers: Mapping[str, str]) -> str | None:
+    for name in _REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value[:200]
+    return None
 
 
 def _is_retryable(error: BaseException) -> bool:

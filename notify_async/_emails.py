@@ -30,7 +30,14 @@ class Emails:
         self._client = client
 
     async def send(
-        self, *, to: str, subject: str, message: str, name: str | None = None
+        self,
+        *,
+        to: str,
+        subject: str,
+        message: str,
+        name: str | None = None,
+        timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> SendEmailResult:
         """Send an email (``POST /send-email``).
 
@@ -39,6 +46,8 @@ class Emails:
             subject: the subject line.
             message: the body.
             name: the sender's display name, if any.
+            timeout: seconds each attempt may take, instead of the client's ``timeout``.
+            extra_headers: headers for this call only.
         """
         payload = {"to": check_recipient(to), "subject": _text("subject", subject)}
         payload["message"] = _text("message", message)
@@ -50,6 +59,8 @@ class Emails:
             policy=RetryPolicy.UNSENT_ONLY,
             json=payload,
             outcome_advice=_SEND_OUTCOME,
+            timeout=timeout,
+            extra_headers=extra_headers,
         )
         return _parse_result(body)
 
@@ -60,6 +71,8 @@ class Emails:
         to: str,
         variables: Mapping[str, str] | None = None,
         from_: str | None = None,
+        timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> SendEmailResult:
         """Send an email from a template (``POST /send-email-from-template``).
 
@@ -68,6 +81,8 @@ class Emails:
             to: the recipient's address.
             variables: values for the template's placeholders (strings only).
             from_: the sender address, if not the template's default.
+            timeout: seconds each attempt may take, instead of the client's ``timeout``.
+            extra_headers: headers for this call only.
         """
         payload: dict[str, object] = {
             "templateId": _text("template_id", template_id),
@@ -85,6 +100,8 @@ class Emails:
             policy=RetryPolicy.UNSENT_ONLY,
             json=payload,
             outcome_advice=_SEND_OUTCOME,
+            timeout=timeout,
+            extra_headers=extra_headers,
         )
         return _parse_result(body)
 

@@ -25,6 +25,8 @@ class Requester(Protocol):
         policy: RetryPolicy,
         json: Mapping[str, object] | None = None,
         outcome_advice: str | None = None,
+        timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Send one call through the pipeline and return its checked JSON envelope."""
         ...

@@ -103,7 +103,9 @@ async def test_blank_fields_are_refused_alike_by_the_client_and_the_server(
     fields = {"to": "ada@example.com", "subject": "Hi", "message": "Hello", field: blank}
 
     with pytest.raises(ValueError, match=f"{field} must not be empty"):
-        await client.emails.send(**fields)
+        await client.emails.send(
+            to=fields["to"], subject=fields["subject"], message=fields["message"]
+        )
     status, answer = await raw_send(notify_server, SEND, fields)
 
     assert (status, answer["message"]) == (400, f"Missing required fields: {field}")

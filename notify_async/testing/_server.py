@@ -425,6 +425,9 @@ class LocalNotifyServer:
         self.auth_failures = 0
         #: 401 answers served, per route.
         self.auth_failures_by_route: collections.Counter[str] = collections.Counter()
+        #: The headers of every request that reached a route, as (route, headers), oldest
+        #: first; ``x-api-key`` is left out, so that a test never prints a key by accident.
+        self.received_headers: list[tuple[str, dict[str, str]]] = []
 
         for _ in range(keys):
             self.add_key()
@@ -516,8 +519,12 @@ class LocalNotifyServer:
         return len(self._faults[route])
 
     def reset_counters(self) -> None:
-        """Zero ``request_counts`` and the auth failure counts (``emails`` stays)."""
+        """Zero ``request_counts``, the auth failure counts and ``received_headers``.
+
+        ``emails`` stays.
+        """
         self.request_counts.clear()
+        self.received_headers.clear()
         self.auth_failures = 0
         self.auth_failures_by_route.clear()
 
@@ -621,6 +628,9 @@ class LocalNotifyServer:
 
         async def endpoint(request: web.Request) -> web.StreamResponse:
             self.request_counts[route] += 1
+            self.received_headers.append(
+                (route, {k: v for k, v in request.headers.items() if k.lower() != "x-api-key"})
+            )
             fault = faults.popleft() if faults else None
             if fault is not None:
                 if fault.kind == "status":
