@@ -4,15 +4,18 @@ from __future__ import annotations
 
 __all__ = ["ApiKeys"]
 
+import logging
 from collections.abc import Mapping
 from typing import NamedTuple
 
 from ._credentials import check_key, redact
-from ._exceptions import CredentialError, InvalidResponseError, OutcomeUnknownError
+from ._exceptions import CredentialError, InvalidResponseError, NotifyError, OutcomeUnknownError
 from ._keys import KeyHolder
 from ._models import ApiKey, Parser, RegeneratedApiKey
 from ._requester import Requester
 from ._retry import RetryPolicy
+
+logger = logging.getLogger("notify_async")
 
 _parse_keys = Parser(list[ApiKey], path="data")
 _parse_regenerated = Parser(RegeneratedApiKey, path="data")
@@ -68,8 +71,10 @@ class ApiKeys:
         If ``key_id`` is the key this client uses, requests rejected while the regenerate is
         on the wire wait for its answer; the client adopts the new key in memory as soon as
         it arrives (they replay with it), then ``store()``s it on a provider that can store,
-        before returning. Regenerating another key (a Pro account's dev key) changes
-        nothing in the client.
+        before returning; the whole of it runs even if the caller is cancelled. If the
+        server answers 401 because another holder rotated the key first, the client
+        reloads that holder's key and returns it instead of regenerating again.
+        Regenerating another key (a Pro account's dev key) changes nothing in the client.
 
         Never retried after a lost reply: a second regenerate would invalidate the first
         new key. Such a failure, and an answer without a usable key, raise
@@ -82,8 +87,10 @@ class ApiKeys:
             raise ValueError("key_id must be a non-empty string, e.g. an id from api_keys.list()")
         options = _Options(timeout, extra_headers)
         if key_id == await self._own_key_id(options):
-            return await self._keys.regenerating(lambda: self._send_regenerate(key_id, options))
-        return await self._send_regenerate(key_id, options)
+            return await self._keys.regenerating(
+                key_id, lambda: self._send_regenerate(key_id, options, own=True)
+            )
+        return await self._send_regenerate(key_id, options, own=False)
 
     async def rotate(
         self, *, timeout: float | None = None, extra_headers: Mapping[str, str] | None = None
@@ -92,7 +99,9 @@ class ApiKeys:
 
         Notify advises testing the application after a rotation; this does the rotation
         and that test in one call: regenerate, adopt in memory, ``store()`` on a writable
-        provider, then one ``list()`` with the new key.
+        provider, then one ``list()`` with the new key. If that check fails, the rotation
+        is not undone (the new key is in use and stored): a WARNING says what the check
+        found, and the result is returned, so that a caller never rotates twice.
 
         Concurrent calls (from this client and its ``with_options`` views) join one
         regenerate. With a provider that offers a rotation lease (``FileKeyProvider``,
@@ -108,13 +117,26 @@ class ApiKeys:
             return await self._own_key_id_or_raise(options)
 
         async def regenerate_own(key_id: str) -> RegeneratedApiKey:
-            return await self._keys.regenerating(lambda: self._send_regenerate(key_id, options))
+            return await self._keys.regenerating(
+                key_id, lambda: self._send_regenerate(key_id, options, own=True)
+            )
 
         result = await self._keys.rotate(own_key_id, regenerate_own)
-        await self.list(timeout=timeout, extra_headers=extra_headers)
+        try:
+            await self.list(timeout=timeout, extra_headers=extra_headers)
+        except NotifyError as exc:
+            # The rotation happened and its key is stored: raising now would make a caller
+            # rotate again. Say what the check found instead.
+            logger.warning(
+                "rotated to %s, but the check with the new key failed: %s",
+                redact(result.api_key),
+                exc.message,
+            )
         return result
 
-    async def _send_regenerate(self, key_id: str, options: _Options) -> RegeneratedApiKey:
+    async def _send_regenerate(
+        self, key_id: str, options: _Options, *, own: bool
+    ) -> RegeneratedApiKey:
         body = await self._client.request(
             "POST",
             "/api_keys/regenerate",
@@ -123,6 +145,9 @@ class ApiKeys:
             outcome_advice=_REGENERATE_OUTCOME,
             timeout=options.timeout,
             extra_headers=options.extra_headers,
+            # Regenerating our own key: a 401 means someone rotated it first (see
+            # KeyHolder.regenerating); replaying would rotate their new key too.
+            replay_on_401=not own,
         )
         data = body.get("data")
         try:

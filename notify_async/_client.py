@@ -66,6 +66,7 @@ class _Call:
         "outcome_advice",
         "path",
         "policy",
+        "replay_on_401",
         "sent",
         "timeout",
         "timeouts",
@@ -90,6 +91,7 @@ class _Call:
         self.headers = headers
         self.timeout = timeout
         self.timeouts = timeouts
+        self.replay_on_401 = True
         self.sent = 0
 
 
@@ -302,7 +304,7 @@ class NotifyClient:
                 "there; create one client per event loop (for example inside the coroutine "
                 "you pass to asyncio.run)"
             )
-        await self._keys.stop_watching()
+        await self._keys.close()
         await transport.close()
 
     def __del__(self) -> None:
@@ -340,6 +342,7 @@ class NotifyClient:
         outcome_advice: str | None = None,
         timeout: float | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        replay_on_401: bool = True,
     ) -> dict[str, Any]:
         """Send one API call through the pipeline and return its checked JSON envelope.
 
@@ -356,6 +359,9 @@ class NotifyClient:
             timeout: seconds each attempt of this call may take, instead of the client's.
             extra_headers: headers for this call, on top of the client's
                 ``default_headers``; ``x-api-key`` and ``User-Agent`` are refused.
+            replay_on_401: replay a rejected call with a newer key (the default). A
+                regenerate of the client's own key turns it off: there a 401 means another
+                holder rotated first, and replaying would rotate that holder's new key.
         """
         headers = self._default_headers
         if extra_headers:
@@ -365,6 +371,7 @@ class NotifyClient:
         else:
             timeouts = _attempt_timeouts(check_timeout(timeout), self._connect_timeout)
         call = _Call(method, path, policy, json, outcome_advice, headers, timeout, timeouts)
+        call.replay_on_401 = replay_on_401
         try:
             return await self._attempt(call)  # the success path: no tenacity
         except NotifyError as error:
@@ -388,7 +395,7 @@ class NotifyClient:
         keys = self._keys
         key = keys.current or await keys.get()
         status, raw, headers = await self._send(call, key)
-        if status == 401:
+        if status == 401 and call.replay_on_401:
             # A 401 is a rejection, so replaying is safe even for a POST. Each replay uses
             # a newer key than the last; rotations may overlap while the call is in flight.
             deadline = time.monotonic() + keys.rotation_grace + call.timeout

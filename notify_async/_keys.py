@@ -44,7 +44,7 @@ from ._credentials import (
     check_key,
     redact,
 )
-from ._exceptions import CredentialError, KeyStoreError, NotifyError
+from ._exceptions import AuthenticationError, CredentialError, KeyStoreError, NotifyError
 from ._models import RegeneratedApiKey
 
 logger = logging.getLogger("notify_async")
@@ -62,6 +62,9 @@ _MAX_POLL = 1.0
 _REMEMBERED = 32
 # How long a lease may take to come when another process is rotating.
 LEASE_WAIT = 60.0
+# How long close() lets a rotation in flight finish (its store above all).
+CLOSE_WAIT = 30.0
+_ADOPTED = "Another holder of the key rotated it first; this is its new key."
 
 
 class StaleKeyError(Exception):
@@ -113,6 +116,8 @@ class KeyHolder:
         self._changed = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
         self._hooks: set[asyncio.Task[None]] = set()
+        # Own regenerates and their stores, which close() lets finish.
+        self._background: set[asyncio.Future[RegeneratedApiKey]] = set()
 
     # -- the key in use -------------------------------------------------------------------
 
@@ -194,7 +199,7 @@ class KeyHolder:
                 if not exc.pending or time.monotonic() >= deadline:
                     raise
                 key = None
-            if key is not None and key not in self._rejected:
+            if key is not None and key not in self._rejected and key not in self._retired:
                 self._switch(key, reason="reloaded from the provider after a 401")
                 return key
             current = self.current
@@ -241,6 +246,8 @@ class KeyHolder:
         # load() runs in a task of its own, so that a CancelledError it raises stays
         # with it, and so that it can be abandoned when it overruns load_timeout.
         loading = asyncio.ensure_future(provider.load())
+        # An abandoned load may still fail while it is cancelled; nobody waits for it then.
+        loading.add_done_callback(_consume_exception)
         try:
             done, _ = await asyncio.wait({loading}, timeout=self.load_timeout)
         finally:
@@ -261,10 +268,12 @@ class KeyHolder:
         if isinstance(failure, CredentialError):
             raise failure
         if isinstance(failure, Exception):
+            # Named by type only, and not chained: a secret store's error may quote a key
+            # this client has never held, which no mask could know to hide.
             raise CredentialError(
-                f"{provider!r}.load() failed with {type(failure).__name__}; "
-                "check the provider's configuration"
-            ) from failure
+                f"{provider!r}.load() failed with {type(failure).__name__}; check the "
+                "provider's configuration (call its load() yourself to see its message)"
+            )
         if failure is not None:
             raise failure  # KeyboardInterrupt and such are not ours to translate
         return check_key(loading.result(), source=repr(provider))
@@ -286,12 +295,15 @@ class KeyHolder:
         """
         rotation = self._rotation
         if rotation is None:
-            expected = await self.get()
-            rotation = self._rotation = _start_shared(
-                self._rotate(expected, own_key_id, regenerate)
-            )
+            # Registered before any await, so that every concurrent caller joins it.
+            rotation = self._rotation = _start_shared(self._rotate(own_key_id, regenerate))
             rotation.add_done_callback(self._forget_rotation)
-        return await asyncio.shield(rotation)
+        try:
+            return await asyncio.shield(rotation)
+        except asyncio.CancelledError:
+            # The rotation goes on; if it then fails (a store that fails), say so in the log.
+            rotation.add_done_callback(_log_unobserved_failure)
+            raise
 
     def _forget_rotation(self, done: asyncio.Future[RegeneratedApiKey]) -> None:
         if self._rotation is done:
@@ -299,23 +311,27 @@ class KeyHolder:
 
     async def _rotate(
         self,
-        expected: str,
         own_key_id: Callable[[], Awaitable[str]],
         regenerate: Callable[[str], Awaitable[RegeneratedApiKey]],
     ) -> RegeneratedApiKey:
+        expected = await self.get()
         provider = self.provider
         if not isinstance(provider, LeasingCredentialProvider):
             return await regenerate(await own_key_id())
         async with provider.rotation_lease(timeout=LEASE_WAIT):
-            rotated_by_another = await self._rotated_elsewhere(expected)
+            rotated_by_another = await self._rotated_elsewhere(expected, own_key_id)
             if rotated_by_another is not None:
                 return rotated_by_another
             # Still under the lease: the store inside regenerate() lands before release.
             return await regenerate(await own_key_id())
 
-    async def _rotated_elsewhere(self, expected: str) -> RegeneratedApiKey | None:
+    async def _rotated_elsewhere(
+        self, expected: str, own_key_id: Callable[[], Awaitable[str]]
+    ) -> RegeneratedApiKey | None:
         try:
-            stored = await self._load_once()
+            # A load of its own, started under the lease: one already in flight may have
+            # read the store before the previous holder of the lease published.
+            stored = await self._load()
         except CredentialError as exc:
             if not exc.pending:
                 raise
@@ -325,47 +341,87 @@ class KeyHolder:
             stored = current  # adopted meanwhile, e.g. reloaded after a 401
         if stored == expected or stored in self._rejected or stored in self._retired:
             return None  # nobody rotated (or the store lags behind this holder)
-        key_id = self.own_key_id_for(expected)
         self._switch(stored, reason="rotated by another holder of the key")
-        if key_id is not None:
-            self.remember_own_key_id(stored, key_id)
         logger.info(
             "not regenerating: another holder already rotated %s to %s",
             redact(expected),
             redact(stored),
         )
-        return RegeneratedApiKey(
-            id=key_id or "",
-            api_key=stored,
-            message="Another holder of the key rotated it first; this is its new key.",
-        )
+        key_id = self.own_key_id_for(expected)
+        if key_id is not None:
+            self.remember_own_key_id(stored, key_id)
+        else:
+            key_id = await own_key_id()  # a listing with the new key tells its id
+        return RegeneratedApiKey(id=key_id, api_key=stored, message=_ADOPTED)
 
     async def regenerating(
-        self, send: Callable[[], Awaitable[RegeneratedApiKey]]
+        self, key_id: str, send: Callable[[], Awaitable[RegeneratedApiKey]]
     ) -> RegeneratedApiKey:
-        """Run this holder's own regenerate, then adopt and store its key.
+        """Run this holder's own regenerate of ``key_id``, then adopt and store its key.
 
         While ``send`` is on the wire, rejected requests wait for its answer. The new key
-        is adopted in memory first, then ``store()``d, shielded from the caller's
-        cancellation; the ``on_key_change`` hook runs after, in the background.
+        is adopted in memory first, then ``store()``d, then announced to the hook. It all
+        runs in a task of its own: cancelling the caller never loses the new key. ``send``
+        must not replay on a 401: a 401 means another holder rotated the key first, and
+        its key is then reloaded, adopted and returned instead of a second regenerate.
 
         Raises:
             KeyStoreError: the new key is in use but could not be stored (it is attached).
         """
+        task = asyncio.ensure_future(self._regenerate_and_store(key_id, send))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_consume_exception)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # Nobody will read a store failure now: log it, with the key's prefix only.
+            task.add_done_callback(_log_unobserved_failure)
+            raise
+
+    async def _regenerate_and_store(
+        self, key_id: str, send: Callable[[], Awaitable[RegeneratedApiKey]]
+    ) -> RegeneratedApiKey:
+        rotating = await self.get()
         regeneration = asyncio.get_running_loop().create_future()
         self._regeneration = regeneration
+        rejected: AuthenticationError | None = None
         try:
             result = await send()
-            self._switch(result.api_key, reason="rotated by this client")
-            self.remember_own_key_id(result.api_key, result.id)
+        except AuthenticationError as exc:
+            rejected = exc
+        else:
+            self._switch(result.api_key, reason="rotated by this client", announce=False)
+            self.remember_own_key_id(result.api_key, key_id)
         finally:
-            self._regeneration = None
+            if self._regeneration is regeneration:
+                self._regeneration = None
             regeneration.set_result(None)
-        # The caller may be cancelled; the store must happen anyway, or every other
-        # holder keeps loading the dead key.
-        store = asyncio.ensure_future(self._store(result))
-        await asyncio.shield(store)
+        if rejected is not None:
+            return await self._adopt_rotation_by_another(rotating, key_id, rejected)
+        try:
+            await self._store(result)
+        finally:
+            self._announce(result.api_key)
         return result
+
+    async def _adopt_rotation_by_another(
+        self, rotating: str, key_id: str, rejected: AuthenticationError
+    ) -> RegeneratedApiKey:
+        # The key being regenerated was dead already: another holder rotated it first.
+        # Regenerating its fresh key would only kill that one too; take it instead.
+        deadline = time.monotonic() + self.rotation_grace + self.load_timeout
+        try:
+            key = await self.recover(rotating, deadline=deadline)
+        except StaleKeyError:
+            raise rejected from None
+        logger.info(
+            "not regenerating: another holder already rotated %s to %s",
+            redact(rotating),
+            redact(key),
+        )
+        self.remember_own_key_id(key, key_id)
+        return RegeneratedApiKey(id=key_id, api_key=key, message=_ADOPTED)
 
     async def _store(self, result: RegeneratedApiKey) -> None:
         provider = self.provider
@@ -418,18 +474,35 @@ class KeyHolder:
                 self._watch(watch), name="notify-async credential watch"
             )
 
-    async def stop_watching(self) -> None:
-        """Cancel the watch task and pending hooks, and wait, so that none outlives the client."""
-        for hook in list(self._hooks):
-            hook.cancel()
-        task, self._watch_task = self._watch_task, None
+    async def close(self) -> None:
+        """Let a rotation in flight finish, then stop every background task and wait.
+
+        A rotation's store is what every other holder of the old key waits for, so it is
+        given up to ``CLOSE_WAIT`` seconds; reloads, hooks and the watch are cancelled.
+        """
+        rotating = {f for f in (self._rotation, *self._background) if f and not f.done()}
+        if rotating:
+            _, unfinished = await asyncio.wait(rotating, timeout=CLOSE_WAIT)
+            if unfinished:
+                logger.error(
+                    "closing while a key rotation is still running after %gs; the new key "
+                    "may not be stored with %r",
+                    CLOSE_WAIT,
+                    self.provider,
+                )
+        tasks = [t for t in (self._recovery, *self._hooks) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+        watch, self._watch_task = self._watch_task, None
         # Cancel until it ends: a library may swallow one cancellation (asyncio.wait_for
         # before Python 3.12 does, when the call it waits for completes at that moment).
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.1)
-        if task is not None and not task.cancelled():
-            task.result()  # _watch logs exceptions; re-raise only a KeyboardInterrupt and such
+        while watch is not None and not watch.done():
+            watch.cancel()
+            await asyncio.wait({watch}, timeout=0.1)
+        if watch is not None and not watch.cancelled():
+            watch.result()  # _watch logs exceptions; re-raise only a KeyboardInterrupt and such
 
     async def _watch(self, watch: Callable[[KeyListener], Awaitable[None]]) -> None:
         try:
@@ -470,7 +543,7 @@ class KeyHolder:
 
     # -- the one place the key changes ----------------------------------------------------
 
-    def _switch(self, key: str, *, reason: str) -> None:
+    def _switch(self, key: str, *, reason: str, announce: bool = True) -> None:
         if key == self.current:
             return
         if self.current is not None:
@@ -487,8 +560,12 @@ class KeyHolder:
             prefix,
             self.generation,
         )
+        if announce:
+            self._announce(key)
+
+    def _announce(self, key: str) -> None:
         if self.on_key_change is not None:
-            hook = asyncio.ensure_future(self._run_hook(self.on_key_change, prefix))
+            hook = asyncio.ensure_future(self._run_hook(self.on_key_change, redact(key)))
             self._hooks.add(hook)
             hook.add_done_callback(self._hooks.discard)
 
@@ -526,3 +603,10 @@ def _start_shared(coro: Awaitable[T]) -> asyncio.Future[T]:
 def _consume_exception(future: asyncio.Future[T]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _log_unobserved_failure(future: asyncio.Future[T]) -> None:
+    failure = None if future.cancelled() else future.exception()
+    if isinstance(failure, NotifyError):
+        # Messages never hold a key: a KeyStoreError names the new key by prefix only.
+        logger.error("a rotation whose caller was cancelled failed: %s", failure.message)

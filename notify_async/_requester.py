@@ -27,6 +27,7 @@ class Requester(Protocol):
         outcome_advice: str | None = None,
         timeout: float | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        replay_on_401: bool = True,
     ) -> dict[str, Any]:
         """Send one call through the pipeline and return its checked JSON envelope."""
         ...

@@ -12,6 +12,7 @@ import functools
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -494,3 +495,172 @@ def test_a_second_event_loop_during_the_first_load_is_a_notify_error() -> None:
         release.set()
         first.join(10)
     assert not first.is_alive()
+
+
+# -- found by review: rotations that meet another holder's rotation --------------------------------
+
+
+async def test_rotate_right_after_someone_else_rotated_adopts_their_key(
+    notify_server: LocalNotifyServer,
+) -> None:
+    # The operator rotated and published; this client's regenerate, sent with the dead key,
+    # gets a 401. It must take the published key, not wait on itself or rotate again.
+    provider = MemoryProvider(notify_server.api_key)
+    async with NotifyClient(
+        credentials=provider, base_url=notify_server.base_url, rotation_grace=1, timeout=4
+    ) as client:
+        await client.api_keys.list()
+        provider.key = published = notify_server.rotate()
+        bystander = asyncio.create_task(send(client, "bystander"))
+        began = time.monotonic()
+        result = await client.api_keys.rotate()
+        await bystander
+        took = time.monotonic() - began
+
+    assert result.api_key == published == notify_server.api_key
+    assert result.id == notify_server.primary_key_id
+    assert notify_server.request_counts[REGENERATE] == 1  # the one that met the 401
+    assert subjects(notify_server) == ["bystander"]
+    assert took < 3  # far from rotation_grace + timeout (5 s)
+
+
+class SlowFileProvider(FileKeyProvider):
+    """A key file read like a networked store: the value is read, then returned later."""
+
+    async def load(self) -> str:
+        key = await super().load()
+        await asyncio.sleep(0.3)
+        return key
+
+
+async def test_compare_and_rotate_reads_the_store_afresh_under_the_lease(
+    notify_server: LocalNotifyServer, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(notify_server.api_key)
+    k1 = notify_server.api_key
+    options = {"base_url": notify_server.base_url, "rotation_grace": 3.0, "timeout": 5.0}
+    async with (
+        NotifyClient(credentials=SlowFileProvider(key_file), **options) as a,  # type: ignore[arg-type]
+        NotifyClient(credentials=SlowFileProvider(key_file), **options) as b,  # type: ignore[arg-type]
+    ):
+        await a.api_keys.list()
+        await b.api_keys.list()
+        notify_server.inject(REGENERATE, Fault.delay_after(0.3))
+        rotating_a = asyncio.create_task(a.api_keys.rotate())
+        await until(lambda: notify_server.api_key != k1)  # K1 is dead; A has not stored yet
+        # B's traffic meets the 401 and starts a reload that reads K1 ...
+        sending_b = asyncio.create_task(send(b, "b-traffic"))
+        await until(lambda: notify_server.auth_failures >= 1)
+        # ... and B rotates in the same round: under the lease it must see A's key.
+        results = await asyncio.gather(rotating_a, b.api_keys.rotate(), sending_b)
+
+    assert notify_server.request_counts[REGENERATE] == 1
+    assert results[0].api_key == results[1].api_key == notify_server.api_key
+    assert key_file.read_text().strip() == notify_server.api_key
+    assert subjects(notify_server) == ["b-traffic"]
+
+
+@pytest.mark.parametrize("slow", ["store", "answer"])
+async def test_close_lets_a_cancelled_rotation_finish_storing(
+    notify_server: LocalNotifyServer, slow: str
+) -> None:
+    class SlowStore(MemoryProvider):
+        async def store(self, key: str) -> None:
+            await asyncio.sleep(0.5 if slow == "store" else 0)
+            await super().store(key)
+
+    provider = SlowStore(notify_server.api_key)
+    async with NotifyClient(
+        credentials=provider, base_url=notify_server.base_url, rotation_grace=0
+    ) as client:
+        await client.api_keys.list()
+        if slow == "answer":
+            notify_server.inject(REGENERATE, Fault.delay_after(0.5))
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.api_keys.rotate(), 0.2)
+    # close() has returned: the rotation it let finish stored the live key.
+
+    assert provider.stored == [notify_server.api_key]
+
+
+async def test_two_rotates_before_the_first_load_make_one_regenerate(
+    notify_server: LocalNotifyServer,
+) -> None:
+    provider = MemoryProvider(notify_server.api_key)
+    client = NotifyClient(credentials=provider, base_url=notify_server.base_url)
+    try:
+        first, second = await asyncio.gather(client.api_keys.rotate(), client.api_keys.rotate())
+    finally:
+        await client.close()
+
+    assert notify_server.request_counts[REGENERATE] == 1
+    assert first.api_key == second.api_key == notify_server.api_key == provider.key
+
+
+async def test_the_hook_hears_of_a_rotated_key_only_after_it_is_stored(
+    notify_server: LocalNotifyServer,
+) -> None:
+    stored_when_told: list[bool] = []
+    provider = MemoryProvider(notify_server.api_key)
+
+    async def hook(prefix: str) -> None:
+        stored_when_told.append(
+            bool(provider.stored) and provider.stored[-1].startswith(prefix[:-3])
+        )
+
+    async def slow_store(key: str) -> None:
+        await asyncio.sleep(0.2)
+        await MemoryProvider.store(provider, key)
+
+    provider.store = slow_store  # type: ignore[method-assign]
+    async with NotifyClient(
+        credentials=provider,
+        base_url=notify_server.base_url,
+        rotation_grace=0,
+        on_key_change=hook,
+    ) as client:
+        await client.api_keys.rotate()
+        await until(lambda: stored_when_told != [])
+
+    assert stored_when_told == [True]
+
+
+async def test_a_store_failure_after_the_caller_was_cancelled_is_logged(
+    notify_server: LocalNotifyServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    class FailingStore(MemoryProvider):
+        async def store(self, key: str) -> None:
+            await asyncio.sleep(0.3)
+            raise OSError("the secret store is read-only")
+
+    provider = FailingStore(notify_server.api_key)
+    with caplog.at_level(logging.ERROR, logger="notify_async"):
+        async with NotifyClient(
+            credentials=provider, base_url=notify_server.base_url, rotation_grace=0
+        ) as client:
+            await client.api_keys.list()
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(client.api_keys.rotate(), 0.1)
+
+    failures = [r.getMessage() for r in caplog.records if "caller was cancelled" in r.getMessage()]
+    assert len(failures) == 1
+    assert "store() failed" in failures[0]
+    assert notify_server.api_key not in caplog.text
+
+
+async def test_a_providers_error_text_never_reaches_the_exception_chain(
+    notify_server: LocalNotifyServer,
+) -> None:
+    secret = "nk_live_abcdefghijklmnopqrstuvwxyz012345"
+
+    def load() -> str:
+        raise ValueError(f"key {secret!r} does not belong to the 'prod' environment")
+
+    client = NotifyClient(credentials=CallableKeyProvider(load), base_url=notify_server.base_url)
+    with pytest.raises(CredentialError) as caught:
+        await client.__aenter__()
+
+    chain = "".join(traceback.format_exception(caught.value))
+    assert "ValueError" in str(caught.value)
+    assert secret not in chain
