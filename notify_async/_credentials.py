@@ -52,8 +52,9 @@ KeyChangeHook = Callable[[str], Awaitable[None]]
 class CredentialProvider(Protocol):
     """Anything that can load the current Notify API key.
 
-    ``load()`` is called once when the client first needs a key and again when the
-    server rejects the key it holds; it should return the freshest key it can see.
+    ``load()`` is called once when the client first needs a key, again when the server
+    rejects the key it holds, and, with a ``LeasingCredentialProvider``, under the lease
+    at the start of each ``rotate()``; it should return the freshest key it can see.
     """
 
     async def load(self) -> str:
