@@ -48,7 +48,7 @@ from ._exceptions import APIStatusError, CredentialError, InvalidResponseError, 
 from ._keys import KeyHolder, StaleKeyError
 from ._models import decode_json
 from ._retry import Backoff, RetryPolicy, retry_sleep, should_retry
-from ._transport import Transport, is_loopback, tls_setting
+from ._transport import DEFAULT_MAX_RESPONSE_BYTES, Transport, is_loopback, tls_setting
 
 logger = logging.getLogger("notify_async")
 
@@ -96,8 +96,11 @@ class NotifyClient:
             (0 disables them).
         timeout: seconds one attempt may take in total.
         connect_timeout: seconds to wait for a connection (a slot in the pool included).
+            A call that times out before its request was written (no free slot, a
+            connect that hangs) was not sent, so it is retried, even a send.
         session: an ``aiohttp.ClientSession`` to use. The client never closes a session
-            it was given; it creates and closes its own otherwise.
+            it was given; it creates and closes its own otherwise. See the docs
+            (Retries and errors, "A session you pass") for what a given session keeps.
         rotation_grace: after a 401, how long to keep polling a provider that still
             returns the rejected key, while another worker publishes a rotation (0: none).
         on_key_change: an async hook told the redacted prefix of each new key.
@@ -108,6 +111,10 @@ class NotifyClient:
             test server with a self-signed certificate; it logs a warning, because anyone
             between you and the server could then read your API key.
         backoff: the retry waits; see ``Backoff``.
+        max_response_bytes: the most of a response body the client reads (4 MiB by
+            default). A 2xx body larger than this raises ``InvalidResponseError`` naming
+            the limit, checked while reading, so memory stays about this size; an error
+            status's body is cut to it.
     """
 
     api_keys: ApiKeys
@@ -130,6 +137,7 @@ class NotifyClient:
         backoff: Backoff | None = None,
         ssl: SSLContext | None = None,
         insecure_skip_tls_verify: bool = False,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         provider, first_key = _choose_provider(api_key, credentials)
         if rotation_grace < 0:
@@ -144,15 +152,31 @@ class NotifyClient:
             base_url, session=session, ssl=tls_setting(ssl, insecure_skip_tls_verify)
         )
         self._is_view = False
-        self._configure(max_retries, timeout, connect_timeout, backoff or Backoff())
+        self._configure(
+            max_retries, timeout, connect_timeout, backoff or Backoff(), max_response_bytes
+        )
 
     def _configure(
-        self, max_retries: int, timeout: float, connect_timeout: float, backoff: Backoff
+        self,
+        max_retries: int,
+        timeout: float,
+        connect_timeout: float,
+        backoff: Backoff,
+        max_response_bytes: int,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError("max_retries must be an int >= 0 (0 disables retries)")
         if not timeout > 0 or not connect_timeout > 0:
             raise ValueError("timeout and connect_timeout must be > 0 seconds")
+        if not isinstance(backoff, Backoff):
+            raise ValueError("backoff must be a notify_async.Backoff, e.g. Backoff(initial=1.0)")
+        if (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes < 1
+        ):
+            raise ValueError("max_response_bytes must be an int >= 1 (bytes)")
+        self._max_response_bytes = max_response_bytes
         self._max_retries = max_retries
         self._timeout = timeout
         self._connect_timeout = connect_timeout
@@ -170,6 +194,7 @@ class NotifyClient:
         timeout: float | None = None,
         connect_timeout: float | None = None,
         backoff: Backoff | None = None,
+        max_response_bytes: int | None = None,
     ) -> NotifyClient:
         """Return a view of this client with other retry or timeout settings.
 
@@ -185,6 +210,7 @@ class NotifyClient:
             self._timeout if timeout is None else timeout,
             self._connect_timeout if connect_timeout is None else connect_timeout,
             self._backoff if backoff is None else backoff,
+            self._max_response_bytes if max_response_bytes is None else max_response_bytes,
         )
         return view
 
@@ -209,6 +235,11 @@ class NotifyClient:
     def backoff(self) -> Backoff:
         """The retry waits."""
         return self._backoff
+
+    @property
+    def max_response_bytes(self) -> int:
+        """The most of a response body the client reads."""
+        return self._max_response_bytes
 
     @property
     def base_url(self) -> str:
@@ -354,7 +385,7 @@ class NotifyClient:
         except InvalidResponseError:
             body = None  # described by invalid_response, from the body with the key masked
         if type(body) is not dict or body.get("success", True) is not True:
-            raise invalid_response(call.method, call.path, raw, redactor=keys)
+            raise invalid_response(call.method, call.path, raw, redactor=keys, headers=headers)
         return body
 
     async def _send(self, call: _Call, key: str) -> tuple[int, bytes, Mapping[str, str]]:
@@ -368,6 +399,7 @@ class NotifyClient:
             headers={"x-api-key": key},
             json=call.json,
             timeout=self._client_timeout,
+            max_bytes=self._max_response_bytes,
         )
 
     async def _retry(self, call: _Call, first_failure: NotifyError) -> dict[str, Any]:

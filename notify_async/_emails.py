@@ -6,6 +6,8 @@ __all__ = ["Emails"]
 
 from collections.abc import Mapping
 
+from ._errors import outcome_unknown
+from ._exceptions import InvalidResponseError
 from ._models import Parser, SendEmailResult
 from ._requester import Requester
 from ._retry import RetryPolicy
@@ -21,9 +23,10 @@ _SEND_OUTCOME = (
 class Emails:
     """The email endpoints. Reached as ``client.emails``.
 
-    Sends are retried only when the request provably did not take effect (no connection,
+    Sends are retried only when the request provably did not take effect (not written,
     429, 503). Any other failure after sending raises ``OutcomeUnknownError``, because a
-    second attempt could deliver a second email.
+    second attempt could deliver a second email; so does a 2xx whose body is not a usable
+    answer, since the server received the request.
     """
 
     def __init__(self, client: Requester) -> None:
@@ -44,14 +47,7 @@ class Emails:
         payload["message"] = _text("message", message, allow_blank=True)
         if name is not None:
             payload["name"] = _text("name", name)
-        body = await self._client.request(
-            "POST",
-            "/send-email",
-            policy=RetryPolicy.UNSENT_ONLY,
-            json=payload,
-            outcome_advice=_SEND_OUTCOME,
-        )
-        return _parse_result(body)
+        return await self._send("/send-email", payload)
 
     async def send_template(
         self,
@@ -79,14 +75,24 @@ class Emails:
             if not all(isinstance(k, str) and isinstance(v, str) for k, v in variables.items()):
                 raise ValueError("variables must map str to str, e.g. {'first_name': 'Ada'}")
             payload["variables"] = dict(variables)
-        body = await self._client.request(
-            "POST",
-            "/send-email-from-template",
-            policy=RetryPolicy.UNSENT_ONLY,
-            json=payload,
-            outcome_advice=_SEND_OUTCOME,
-        )
-        return _parse_result(body)
+        return await self._send("/send-email-from-template", payload)
+
+    async def _send(self, path: str, payload: Mapping[str, object]) -> SendEmailResult:
+        try:
+            body = await self._client.request(
+                "POST",
+                path,
+                policy=RetryPolicy.UNSENT_ONLY,
+                json=payload,
+                outcome_advice=_SEND_OUTCOME,
+            )
+            return _parse_result(body)
+        except InvalidResponseError as error:
+            unusable = error
+        # A 2xx reached Notify, and nothing usable came back: the email may have gone out.
+        # A parse failure comes after request() returned, so after at least one request.
+        unusable.attempts = unusable.attempts or 1
+        raise outcome_unknown(unusable, "POST", path, advice=_SEND_OUTCOME)
 
 
 def _text(field: str, value: object, *, allow_blank: bool = False) -> str:

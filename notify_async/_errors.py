@@ -1,23 +1,37 @@
-"""Pure functions that turn what came back into the error a caller sees.
+r"""Pure functions that turn what came back into the error a caller sees.
 
 Nothing here sends, waits or holds state. Every function takes what it needs (the call's
 method and path, the answer, a ``Redactor`` that knows which keys to mask, and the advice
 the resource gives for its own endpoint) and returns an exception for the pipeline to raise.
+
+Masking comes first, before anything is decoded or cut: every key the client has held is
+replaced by its redacted prefix in the raw body (also where the server escaped it, as JSON
+``\u006e``/``\/``, URL ``%6E`` or HTML ``&#110;``), in the headers, and again in every
+decoded string before a snippet of it is taken. A cut through the middle of a key can then
+show no more than the mask.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "REQUEST_ID_HEADERS",
+    "Mask",
     "Redactor",
     "invalid_response",
+    "outcome_open",
     "outcome_unknown",
     "reason",
     "status_error",
+    "too_large",
 ]
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from ._credentials import redact
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -28,24 +42,72 @@ from ._exceptions import (
     InvalidResponseError,
     NotFoundError,
     NotifyError,
+    OutcomeUnknownConnectionError,
     OutcomeUnknownError,
+    OutcomeUnknownInvalidResponseError,
+    OutcomeUnknownServerError,
+    OutcomeUnknownTimeoutError,
     PermissionDeniedError,
     RateLimitError,
 )
 from ._models import decode_json, describe_body
 from ._retry import parse_retry_after
 
+REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray")
+"""Response headers read for ``NotifyError.request_id``, the first one present wins."""
+
+_SERVER_MESSAGE_CHARS = 300
+_ENVELOPE_DETAIL_CHARS = 200
+
 
 class Redactor(Protocol):
-    """Masks every key a client has held, in text and in raw bytes."""
+    """Knows every key a client has held (``KeyHolder`` is one)."""
 
-    def redact(self, text: str) -> str:
-        """Return ``text`` with every known key replaced by its redacted prefix."""
+    def known_keys(self) -> list[str]:
+        """The key in use and the ones it replaced: what to mask in anything a server sends."""
         ...
 
-    def redact_bytes(self, raw: bytes) -> bytes:
-        """Return ``raw`` with every known key replaced by its redacted prefix."""
-        ...
+
+class Mask:
+    """Replaces every given key, however it is escaped, by its redacted prefix."""
+
+    __slots__ = ("_bytes", "_text")
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        # Longest first: a key that contains another is masked whole.
+        unique = sorted({key for key in keys if key}, key=len, reverse=True)
+        self._text = [(re.compile(_escaped(key)), redact(key)) for key in unique]
+        self._bytes = [(re.compile(_escaped(key).encode()), redact(key).encode()) for key in unique]
+
+    def text(self, text: str) -> str:
+        """``text`` with every key masked."""
+        for pattern, prefix in self._text:
+            text = pattern.sub(prefix, text)
+        return text
+
+    def bytes(self, raw: bytes) -> bytes:
+        """``raw`` with every key masked."""
+        for pattern, prefix in self._bytes:
+            raw = pattern.sub(prefix, raw)
+        return raw
+
+
+def _escaped(key: str) -> str:
+    """A pattern for ``key`` with each character literal or escaped, as servers echo it."""
+    return "".join(_char_pattern(char) for char in key)
+
+
+def _char_pattern(char: str) -> str:
+    code = ord(char)
+    forms = [re.escape(char)]
+    if code <= 0xFFFF:
+        forms.append(rf"\\u(?i:{code:04x})")  # JSON
+    if char == "/":
+        forms.append(r"\\/")  # JSON as PHP writes it
+    forms.append("".join(f"%(?i:{byte:02x})" for byte in char.encode()))  # URL
+    forms.append(f"&#0*{code};")  # HTML, decimal
+    forms.append(f"&#[xX]0*(?i:{code:x});")  # HTML, hexadecimal
+    return "(?:" + "|".join(forms) + ")"
 
 
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
@@ -68,17 +130,23 @@ def status_error(
     advice: str | None = None,
 ) -> APIStatusError:
     """The error for a non-2xx answer; ``advice`` overrides the status's generic advice."""
-    server_message = redactor.redact(_server_message(redactor.redact_bytes(raw)))
+    mask = Mask(redactor.known_keys())
+    raw = mask.bytes(raw)
+    masked_headers = _masked_headers(headers, mask)
+    server_message = _server_message(raw, mask)
     error_class = _STATUS_ERRORS.get(status) or (
         InternalServerError if status >= 500 else APIStatusError
     )
-    retry_after = parse_retry_after(headers.get("Retry-After"))
-    advice = advice or _status_advice(status, retry_after, headers)
+    retry_after = parse_retry_after(masked_headers.get("Retry-After"))
+    advice = advice or _status_advice(status, retry_after, masked_headers)
     message = f"{method} {path} failed with HTTP {status}: {server_message}"
     if advice:
         # Advice may quote a header (a redirect's Location), which may quote the key.
-        message += f" ({redactor.redact(advice)})"
-    return error_class(
+        message += f" ({mask.text(advice)})"
+    request_id = _request_id(masked_headers)
+    if request_id is not None:
+        message += f" [request id {request_id}]"
+    error = error_class(
         message,
         status_code=status,
         server_message=server_message,
@@ -86,41 +154,84 @@ def status_error(
         path=path,
         retry_after=retry_after,
     )
+    _attach_answer(error, raw, masked_headers, request_id)
+    return error
 
 
 def invalid_response(
-    method: str, path: str, raw: bytes, *, redactor: Redactor
+    method: str,
+    path: str,
+    raw: bytes,
+    *,
+    redactor: Redactor,
+    headers: Mapping[str, str] | None = None,
 ) -> InvalidResponseError:
     """The error for a 2xx answer whose envelope is not ``{"success": true, ...}``."""
-    raw = redactor.redact_bytes(raw)
+    mask = Mask(redactor.known_keys())
+    raw = mask.bytes(raw)
     try:
         body = decode_json(raw)
     except InvalidResponseError as exc:
         message = exc.message
     else:
-        message = _describe_bad_envelope(method, path, body)
+        message = _describe_bad_envelope(method, path, body, mask)
     if not message.startswith(f"{method} {path}: "):
         message = f"{method} {path}: {message}"
-    return InvalidResponseError(redactor.redact(message))
+    masked_headers = _masked_headers(headers or {}, mask)
+    request_id = _request_id(masked_headers)
+    if request_id is not None:
+        message += f" [request id {request_id}]"
+    error = InvalidResponseError(mask.text(message))
+    _attach_answer(error, raw, masked_headers, request_id)
+    return error
+
+
+def too_large(method: str, path: str, limit: int, announced: int | None) -> InvalidResponseError:
+    """The error for a 2xx body larger than the client's ``max_response_bytes``."""
+    size = f"announced {announced} bytes" if announced is not None else "kept coming"
+    return InvalidResponseError(
+        f"{method} {path}: the response body is larger than max_response_bytes={limit} "
+        f"(it {size}); it was not read further. Check base_url, or raise max_response_bytes"
+    )
+
+
+_OUTCOME_UNKNOWN_CLASSES: tuple[tuple[type[NotifyError], type[OutcomeUnknownError]], ...] = (
+    # Most specific first: an APITimeoutError is an APIConnectionError too.
+    (InternalServerError, OutcomeUnknownServerError),
+    (APITimeoutError, OutcomeUnknownTimeoutError),
+    (APIConnectionError, OutcomeUnknownConnectionError),
+    (InvalidResponseError, OutcomeUnknownInvalidResponseError),
+)
 
 
 def outcome_unknown(
     error: NotifyError, method: str, path: str, *, advice: str | None
 ) -> OutcomeUnknownError:
-    """Wrap ``error`` of a call that may or may not have taken effect."""
+    """Wrap ``error`` of a call that may or may not have taken effect.
+
+    The result is an ``OutcomeUnknownError`` and an instance of ``error``'s own class
+    family, with ``error``'s attributes, and ``error`` as its ``__cause__``.
+    """
     status = error.status_code if isinstance(error, APIStatusError) else None
     # The underlying message starts with "METHOD /path: " too; say that only once.
     what = (
         f"HTTP {status}" if status is not None else error.message.removeprefix(f"{method} {path}: ")
     )
-    unknown = OutcomeUnknownError(
+    message = (
         f"{method} {path}: outcome unknown after {what}: "
-        f"{advice or 'the call may or may not have taken effect'}",
-        method=method,
-        path=path,
-        status_code=status,
+        f"{advice or 'the call may or may not have taken effect'}"
     )
-    unknown.attempts = error.attempts
+    if error.request_id is not None and status is not None:
+        message += f" [request id {error.request_id}]"
+    unknown_class = next(
+        (unknown for base, unknown in _OUTCOME_UNKNOWN_CLASSES if isinstance(error, base)),
+        OutcomeUnknownError,
+    )
+    unknown = unknown_class(message, method=method, path=path, status_code=status)
+    # The underlying class's attributes (server_message, retry_after, request_sent, ...),
+    # so that code written against that class keeps working; ours win where both exist.
+    for name, value in vars(error).items():
+        unknown.__dict__.setdefault(name, value)
     unknown.__cause__ = error
     return unknown
 
@@ -140,51 +251,86 @@ def reason(error: BaseException | None) -> str:
     if isinstance(error, APIStatusError):
         return f"HTTP {error.status_code}"
     if isinstance(error, APITimeoutError):
-        return "a timeout"
+        return "a timeout" if error.request_sent else "a timeout before the request was sent"
     if isinstance(error, APIConnectionError):
         return "a connection error"
     return type(error).__name__
 
 
-def _server_message(raw: bytes) -> str:
+def _masked_headers(headers: Mapping[str, str], mask: Mask) -> CIMultiDictProxy[str]:
+    # items() keeps repeated headers (two Set-Cookie) apart.
+    return CIMultiDictProxy(
+        CIMultiDict((mask.text(name), mask.text(value)) for name, value in headers.items())
+    )
+
+
+def _request_id(headers: Mapping[str, str]) -> str | None:
+    for name in REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            # A header is one line, but an odd proxy may send anything: keep it short.
+            return value.strip()[:100]
+    return None
+
+
+def _attach_answer(
+    error: NotifyError, raw: bytes, headers: CIMultiDictProxy[str], request_id: str | None
+) -> None:
+    error.body = raw
+    error.headers = headers
+    error.request_id = request_id
+
+
+def _server_message(raw: bytes, mask: Mask) -> str:
     """The server's explanation of an error: JSON ``message`` or ``error``, or a snippet."""
     try:
         body = decode_json(raw)
     except InvalidResponseError:
-        return describe_body(raw)
+        return mask.text(describe_body(raw))
     if isinstance(body, dict):
         for field in ("message", "error", "detail"):
             value = body.get(field)
             if isinstance(value, dict):
                 value = value.get("message")
             if isinstance(value, str) and value.strip():
-                return value.strip()[:300]
-    return describe_body(raw)
+                # Masked whole, then cut: a cut through a key would hide it from the mask.
+                return mask.text(value.strip())[:_SERVER_MESSAGE_CHARS]
+    return mask.text(describe_body(raw))
 
 
 def _status_advice(
     status: int, retry_after: float | None, headers: Mapping[str, str]
 ) -> str | None:
     if status == 429:
-        if retry_after is None:
-            return "rate limited; slow down and retry later"
-        return f"rate limited; retry after {retry_after:g}s"
-    if status == 403:
-        return "the key may not do this; several keys per account need the Pro plan"
+        wait = (
+            "slow down and retry later" if retry_after is None else f"retry after {retry_after:g}s"
+        )
+        return f"rate limited; {wait}"
+    if status == 503 and retry_after is not None:
+        return f"Notify is unavailable; retry after {retry_after:g}s"
     if 300 <= status < 400:
         return (
             f"unexpected redirect to {headers.get('Location', '?')!r}; check base_url "
             "(redirects are not followed, so that the key does not travel elsewhere)"
         )
-    if status >= 500:
-        return "Notify or a proxy in front of it failed"
-    return None
+    return _STATUS_ADVICE.get(status) or (
+        "Notify or a proxy in front of it failed" if status >= 500 else None
+    )
 
 
-def _describe_bad_envelope(method: str, path: str, body: object) -> str:
+_STATUS_ADVICE = {
+    403: "the key may not do this; several keys per account need the Pro plan",
+    404: (
+        "check base_url (it should end in /api/public/v1, as https://notify.cx/api/public/v1 "
+        "does), or the id in the call"
+    ),
+}
+
+
+def _describe_bad_envelope(method: str, path: str, body: object, mask: Mask) -> str:
     if isinstance(body, dict):
         detail = body.get("message") or body.get("error")
-        suffix = f": {str(detail)[:200]}" if detail else ""
+        suffix = f": {mask.text(str(detail))[:_ENVELOPE_DETAIL_CHARS]}" if detail else ""
         return (
             f"{method} {path}: the server answered 2xx with success={body.get('success')!r}{suffix}"
         )

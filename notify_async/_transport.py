@@ -3,6 +3,13 @@
 ``Transport.send`` is the seam between the pipeline and the network: it takes a method,
 a path, headers and a JSON body, and returns ``(status, body, headers)``, or raises
 ``APIConnectionError`` (``APITimeoutError``) with ``request_sent`` decided here, once.
+
+``request_sent`` comes from what really happened, not from the exception's class alone:
+the session the client creates carries one ``TraceConfig`` whose only handler marks the
+request when aiohttp is about to write its headers. A timeout before that mark (waiting for
+a free connection in the pool, or for a connect that hangs) proves the server saw nothing.
+aiohttp's total timer raises a plain ``TimeoutError`` wherever it fires, so the class
+alone cannot tell.
 """
 
 from __future__ import annotations
@@ -13,13 +20,15 @@ import asyncio
 import ipaddress
 import logging
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from ssl import SSLContext
+from types import SimpleNamespace
 
 import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from ._errors import too_large
 from ._exceptions import APIConnectionError, APITimeoutError, NotifyError
 from ._version import __version__
 
@@ -29,6 +38,9 @@ USER_AGENT = f"notify-async/{__version__}"
 
 Response = tuple[int, bytes, CIMultiDictProxy[str]]
 """What one send returns: the status, the whole body, and the response headers."""
+
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+"""The default cap on a response body (``NotifyClient(max_response_bytes=...)``)."""
 
 
 def tls_setting(ssl: SSLContext | None, insecure_skip_tls_verify: bool) -> SSLContext | bool:
@@ -57,7 +69,10 @@ class Transport:
     """One aiohttp session bound to one event loop, and the one way requests are sent.
 
     A session the user gave is used as it is and never closed here; one made here is
-    closed by ``close()``.
+    closed by ``close()``. Both send the same requests: the User-Agent and the proxy from
+    the environment are passed with each request, redirects are refused, and aiohttp's
+    silent resend of a GET after a dropped connection is stopped, so that ``max_retries``
+    alone decides how many requests a call sends.
     """
 
     def __init__(
@@ -73,6 +88,10 @@ class Transport:
         self.owns_session = session is None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
+        self.proxy: str | None = None
+        # Only a session made here carries our trace; a given one cannot be changed through
+        # aiohttp's public API, so its requests are not traced (see connection_error).
+        self.traced = session is None
         self._urls: dict[str, URL] = {}
 
     def bind(self) -> aiohttp.ClientSession:
@@ -85,26 +104,17 @@ class Transport:
             raise NotifyError("this NotifyClient is closed; create a new one")
         if self.loop is None:
             self.loop = loop
+            # HTTPS_PROXY / NO_PROXY are honoured, as users of other HTTP clients expect,
+            # but read once here: aiohttp's trust_env looks them up in a worker thread on
+            # every request, which costs more CPU than the rest of our client together.
+            self.proxy = env_proxy(self.base_url)
         elif self.loop is not loop:
             raise NotifyError(
                 "this NotifyClient was opened on another event loop; create one client per "
                 "event loop (for example inside the coroutine you pass to asyncio.run)"
             )
         if self.session is None:
-            self.session = aiohttp.ClientSession(
-                headers={"User-Agent": USER_AGENT},
-                # HTTPS_PROXY / NO_PROXY are honoured, as users of other HTTP clients expect,
-                # but read once here: aiohttp's trust_env looks them up in a worker thread on
-                # every request, which costs more CPU than the rest of our client together.
-                proxy=env_proxy(self.base_url),
-            )
-            # aiohttp silently resends a GET once when the connection drops, which would
-            # double max_retries for GETs (max_retries=0 included) and make `attempts`
-            # undercount: our retry policy alone decides. aiohttp has no public switch for
-            # it; its own test client sets this private flag too, and the guard keeps a
-            # future aiohttp without it working.
-            if hasattr(self.session, "_retry_connection"):
-                self.session._retry_connection = False  # noqa: SLF001
+            self.session = aiohttp.ClientSession(trace_configs=[_written_trace()])
         return self.session
 
     async def send(
@@ -115,29 +125,58 @@ class Transport:
         headers: Mapping[str, str],
         json: Mapping[str, object] | None,
         timeout: aiohttp.ClientTimeout,
+        max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> Response:
-        """Send one request and read the whole answer; map every transport failure."""
+        """Send one request and read its answer (at most ``max_bytes`` of it); map failures."""
         # The common case costs one identity check; bind() handles first use and misuse.
         session = self.session
         if session is None or self.loop is not asyncio.get_running_loop() or self.closed:
             session = self.bind()
         url = self._urls.get(path) or self._url(path)
+        progress = _Progress()
         try:
             async with session.request(
                 method,
                 url,
                 json=json,
-                headers=headers,
+                headers={**headers, "User-Agent": USER_AGENT},
                 timeout=timeout,
                 # A redirect would carry x-api-key to wherever it points.
                 allow_redirects=False,
+                # A given session's raise_for_status would turn a status into a ClientError.
+                raise_for_status=False,
+                proxy=self.proxy,
                 ssl=self.ssl,
+                middlewares=_NO_RESEND,
+                trace_request_ctx=progress,
             ) as response:
-                return response.status, await response.read(), response.headers
+                status = response.status
+                length = response.content_length
+                if length is not None and length <= max_bytes:
+                    return status, await response.read(), response.headers
+                body = await _read_at_most(response, max_bytes, length)
+                if body is None and 200 <= status < 300:
+                    raise too_large(method, path, max_bytes, length)
+                # An error status keeps its class; its body is only ever quoted briefly.
+                return status, body or b"", response.headers
+        except _NotResent as exc:
+            written = self._written(progress)
+            failure: NotifyError = connection_error(exc.cause, method, path, written)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            failure = connection_error(exc, method, path)
+            failure = connection_error(exc, method, path, self._written(progress))
+        except RuntimeError:
+            if not session.closed:
+                raise
+            failure = NotifyError(
+                "the aiohttp session passed as session= was closed; keep it open while the "
+                "NotifyClient uses it (close it after the client), or let the client create "
+                "its own by passing no session"
+            )
         # Raised outside the except block, so that only the safe cause is chained.
         raise failure
+
+    def _written(self, progress: _Progress) -> bool | None:
+        return progress.written if self.traced else None
 
     async def close(self) -> None:
         """Close the session if it was made here. Safe to call twice."""
@@ -151,12 +190,93 @@ class Transport:
         return url
 
 
-def connection_error(exc: BaseException, method: str, path: str) -> APIConnectionError:
-    """Map an aiohttp failure to ``APIConnectionError``, deciding ``request_sent``."""
-    # Could the server have seen the request? Only a failure to connect proves it did not.
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+class _Progress:
+    """How far one request got: ``written`` once aiohttp is about to write its headers."""
+
+    __slots__ = ("written",)
+
+    def __init__(self) -> None:
+        self.written = False
+
+
+async def _mark_written(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    progress = context.trace_request_ctx
+    if isinstance(progress, _Progress):
+        progress.written = True
+
+
+def _written_trace() -> aiohttp.TraceConfig:
+    # One per session (aiohttp freezes it with the session), with one handler only.
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(_mark_written)
+    return trace
+
+
+class _NotResent(Exception):
+    """Carries a dropped connection past aiohttp, which would resend a GET on its own."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+
+
+_Handler = Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]]
+
+
+async def _no_resend(request: aiohttp.ClientRequest, handler: _Handler) -> aiohttp.ClientResponse:
+    # aiohttp resends a GET once after these; our retry policy alone decides (max_retries=0
+    # must mean one request), and a middleware is the public way to stop it for any session.
+    try:
+        return await handler(request)
+    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+        raise _NotResent(exc) from None
+
+
+_NO_RESEND = (_no_resend,)
+
+
+async def _read_at_most(
+    response: aiohttp.ClientResponse, limit: int, announced: int | None
+) -> bytes | None:
+    """Read the body unless it is longer than ``limit``; then return ``None`` at once.
+
+    Checked while reading, so that memory stays about ``limit``, however much comes.
+    """
+    if announced is not None and announced > limit:
+        response.close()
+        return None
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        if len(body) + len(chunk) > limit:
+            response.close()
+            return None
+        body += chunk
+    return bytes(body)
+
+
+def connection_error(
+    exc: BaseException, method: str, path: str, written: bool | None = None
+) -> APIConnectionError:
+    """Map an aiohttp failure to ``APIConnectionError``, deciding ``request_sent``.
+
+    ``written`` is whether aiohttp was about to write the request (``None``: not traced,
+    so a failure that does not prove otherwise counts as sent).
+    """
+    sent = written is not False
+    if isinstance(exc, aiohttp.ConnectionTimeoutError) or (
+        isinstance(exc, asyncio.TimeoutError) and not sent
+    ):
+        # aiohttp's connect timer, or its total timer before a byte was written: waiting
+        # for a free connection in the pool, or for a connect that hangs.
         error: APIConnectionError = APITimeoutError(
-            f"{method} {path}: timed out connecting to the Notify API", request_sent=False
+            f"{method} {path}: timed out before the request was sent (waiting for a "
+            "connection to the Notify API); check base_url and your network, or raise "
+            "timeout/connect_timeout",
+            request_sent=False,
         )
     elif isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         error = APITimeoutError(
@@ -172,6 +292,12 @@ def connection_error(exc: BaseException, method: str, path: str) -> APIConnectio
         error = APIConnectionError(
             f"{method} {path}: could not connect to the Notify API ({_describe(exc)}); "
             "check base_url and your network",
+            request_sent=False,
+        )
+    elif not sent:
+        error = APIConnectionError(
+            f"{method} {path}: the connection failed before the request was sent "
+            f"({_describe(exc)})",
             request_sent=False,
         )
     else:
