@@ -48,7 +48,13 @@ from ._exceptions import APIStatusError, CredentialError, InvalidResponseError, 
 from ._keys import KeyHolder, StaleKeyError
 from ._models import decode_json
 from ._retry import Backoff, RetryPolicy, retry_sleep, should_retry
-from ._transport import DEFAULT_MAX_RESPONSE_BYTES, Transport, is_loopback, tls_setting
+from ._transport import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Transport,
+    attempt_timeout,
+    is_loopback,
+    tls_setting,
+)
 
 logger = logging.getLogger("notify_async")
 
@@ -181,9 +187,7 @@ class NotifyClient:
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._backoff = backoff
-        self._client_timeout = aiohttp.ClientTimeout(
-            total=timeout, connect=min(connect_timeout, timeout)
-        )
+        self._client_timeout = attempt_timeout(timeout, connect_timeout)
         self.api_keys = ApiKeys(self, self._keys)
         self.emails = Emails(self)
 
