@@ -1,4 +1,4 @@
-"""Every error notify-async raises.
+r"""Every error notify-async raises.
 
 The tree, so a reader sees it before the code::
 
@@ -33,7 +33,8 @@ with ``credentials``) raise ``ValueError`` at construction instead.
 No message here ever contains an API key: messages are built from statuses, paths,
 field names and the server's own words, which are redacted before use. The same goes for
 every attribute: ``headers`` and ``body`` hold the server's answer with every key the
-client has held masked, in any JSON, URL or HTML escaping.
+client has held masked, whether written literally or escaped as JSON (``\u0061``,
+``\/``), URL (``%61``) or HTML (``&#97;``, ``&#x61;``).
 """
 
 from __future__ import annotations
