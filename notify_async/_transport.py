@@ -152,11 +152,12 @@ class Transport:
                 length = response.content_length
                 if length is not None and length <= max_bytes:
                     return status, await response.read(), response.headers
-                body = await _read_at_most(response, max_bytes, length)
-                if body is None and 200 <= status < 300:
+                ok = 200 <= status < 300
+                body, whole = await _read_at_most(response, max_bytes, stop_early=ok)
+                if ok and not whole:
                     raise too_large(method, path, max_bytes, length)
-                # An error status keeps its class; its body is only ever quoted briefly.
-                return status, body or b"", response.headers
+                # An error status keeps its class, with the start of its body.
+                return status, body, response.headers
         except _NotResent as exc:
             failure: NotifyError = connection_error(exc.cause, method, path)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -227,22 +228,28 @@ _NO_RESEND = (_no_resend,)
 
 
 async def _read_at_most(
-    response: aiohttp.ClientResponse, limit: int, announced: int | None
-) -> bytes | None:
-    """Read the body unless it is longer than ``limit``; then return ``None`` at once.
+    response: aiohttp.ClientResponse, limit: int, *, stop_early: bool
+) -> tuple[bytes, bool]:
+    """Read at most ``limit`` bytes of the body; also say whether that was all of it.
 
-    Checked while reading, so that memory stays about ``limit``, however much comes.
+    Checked while reading, so that memory stays about ``limit`` however much comes. With
+    ``stop_early`` (a 2xx, which then fails), a body announced as longer is not read at
+    all, and one that turns out longer is dropped.
     """
-    if announced is not None and announced > limit:
+    announced = response.content_length
+    if stop_early and announced is not None and announced > limit:
         response.close()
-        return None
+        return b"", False
     body = bytearray()
     async for chunk in response.content.iter_any():
         if len(body) + len(chunk) > limit:
             response.close()
-            return None
+            if stop_early:
+                return b"", False  # not even a copy: the caller raises
+            body += chunk[: limit - len(body)]
+            return bytes(body), False
         body += chunk
-    return bytes(body)
+    return bytes(body), True
 
 
 def connection_error(exc: BaseException, method: str, path: str) -> APIConnectionError:
