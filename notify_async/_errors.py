@@ -25,6 +25,7 @@ __all__ = [
     "too_large",
 ]
 
+import bisect
 import re
 from collections.abc import Iterable, Mapping
 from typing import Protocol
@@ -56,6 +57,8 @@ from ._retry import parse_retry_after
 REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray")
 """Response headers read for ``NotifyError.request_id``, the first one present wins."""
 
+_KEPT_BODY_BYTES = 64 * 1024
+"""How much of an answer's body an error keeps (and masks, and reads its message from)."""
 _SERVER_MESSAGE_CHARS = 300
 _ENVELOPE_DETAIL_CHARS = 200
 
@@ -69,45 +72,108 @@ class Redactor(Protocol):
 
 
 class Mask:
-    """Replaces every given key, however it is escaped, by its redacted prefix."""
+    r"""Replaces every given key, however it is escaped, by its redacted prefix.
 
-    __slots__ = ("_bytes", "_text")
+    The text is read with every escape decoded (JSON ``\u0061``, ``\/``, ``\"``, ``\\``;
+    URL ``%61``; HTML ``&#97;``, ``&#x61;`` and ``&amp;``-style names), the keys are found
+    in that reading, and each is replaced where it stood in the original, escaped or not.
+    """
+
+    __slots__ = ("_keys", "_margin")
 
     def __init__(self, keys: Iterable[str]) -> None:
         # Longest first: a key that contains another is masked whole.
         unique = sorted({key for key in keys if key}, key=len, reverse=True)
-        self._text = [(re.compile(_escaped(key)), redact(key)) for key in unique]
-        self._bytes = [(re.compile(_escaped(key).encode()), redact(key).encode()) for key in unique]
+        self._keys = [(key, redact(key)) for key in unique]
+        # The longest a key can be when each character is escaped (&#x10FFFF; is 10).
+        self._margin = 10 * len(unique[0]) if unique else 0
 
-    def text(self, text: str) -> str:
-        """``text`` with every key masked."""
-        for pattern, prefix in self._text:
-            text = pattern.sub(prefix, text)
-        return text
+    def text(self, text: str, *, keep: int | None = None) -> str:
+        """``text`` with every key masked; with ``keep``, only its first ``keep`` characters.
 
-    def bytes(self, raw: bytes) -> bytes:
-        """``raw`` with every key masked."""
-        for pattern, prefix in self._bytes:
-            raw = pattern.sub(prefix, raw)
-        return raw
+        A key that the cut at ``keep`` would split is masked whole first.
+        """
+        limit = len(text) if keep is None else min(keep, len(text))
+        if not self._keys:
+            return text[:limit]
+        window = text[: limit + self._margin]
+        escapes = list(_ESCAPE.finditer(window))
+        # The decoded reading, and where each decoded escape sits in it.
+        parts: list[str] = []
+        decoded_at: list[int] = []
+        length = last = 0
+        for escape in escapes:
+            plain = window[last : escape.start()]
+            parts.append(plain)
+            length += len(plain)
+            decoded_at.append(length)
+            parts.append(_decode(escape))
+            length += 1
+            last = escape.end()
+        parts.append(window[last:])
+        reading = "".join(parts)
+
+        def start_in_text(index: int) -> int:
+            n = bisect.bisect_right(decoded_at, index)  # escapes at or before index
+            if n and decoded_at[n - 1] == index:
+                return escapes[n - 1].start()
+            return index if not n else escapes[n - 1].end() + index - decoded_at[n - 1] - 1
+
+        def end_in_text(index: int) -> int:  # where the character at index ends
+            n = bisect.bisect_right(decoded_at, index)
+            if n and decoded_at[n - 1] == index:
+                return escapes[n - 1].end()
+            return start_in_text(index) + 1
+
+        spans: list[tuple[int, int, str]] = []
+        for key, prefix in self._keys:
+            found = reading.find(key)
+            while found != -1:
+                end = found + len(key)
+                spans.append((start_in_text(found), end_in_text(end - 1), prefix))
+                found = reading.find(key, end)
+        out: list[str] = []
+        position = 0
+        for start, end, prefix in sorted(spans):
+            if start >= limit:
+                break
+            if start < position:
+                continue  # inside a longer key already masked
+            out.append(text[position:start])
+            out.append(prefix)
+            position = end
+        if position < limit:
+            out.append(text[position:limit])
+        return "".join(out)
+
+    def bytes(self, raw: bytes, *, keep: int | None = None) -> bytes:
+        """``raw`` with every key masked; with ``keep``, only its first ``keep`` bytes."""
+        # Latin-1 maps each byte to one character and back, leaving other bytes as they are.
+        masked = self.text(raw.decode("latin-1"), keep=keep).encode("latin-1")
+        for key, prefix in self._keys:  # a key beyond Latin-1, written as UTF-8
+            if not key.isascii():
+                masked = masked.replace(key.encode(), prefix.encode())
+        return masked
 
 
-def _escaped(key: str) -> str:
-    """A pattern for ``key`` with each character literal or escaped, as servers echo it."""
-    return "".join(_char_pattern(char) for char in key)
+_ESCAPE = re.compile(
+    r"\\u([0-9a-fA-F]{4})"  # JSON
+    r'|\\([/"\\\\])'  # JSON: \/ (as PHP writes it), \", \\
+    r"|%([0-9a-fA-F]{2})"  # URL
+    r"|&#([0-9]{1,7});|&#[xX]([0-9a-fA-F]{1,6});"  # HTML, numeric
+    r"|&(amp|quot|apos|lt|gt);"  # HTML, named
+)
+_NAMED = {"amp": "&", "quot": '"', "apos": "'", "lt": "<", "gt": ">"}
 
 
-def _char_pattern(char: str) -> str:
-    code = ord(char)
-    forms = [re.escape(char)]
-    if code <= 0xFFFF:
-        forms.append(rf"\\u(?i:{code:04x})")  # JSON
-    if char == "/":
-        forms.append(r"\\/")  # JSON as PHP writes it
-    forms.append("".join(f"%(?i:{byte:02x})" for byte in char.encode()))  # URL
-    forms.append(f"&#0*{code};")  # HTML, decimal
-    forms.append(f"&#[xX]0*(?i:{code:x});")  # HTML, hexadecimal
-    return "(?:" + "|".join(forms) + ")"
+def _decode(escape: re.Match[str]) -> str:
+    json_code, json_char, url, html_dec, html_hex, named = escape.groups()
+    if json_char is not None:
+        return json_char
+    if named is not None:
+        return _NAMED[named]
+    code = int(html_dec) if html_dec is not None else int(json_code or url or html_hex, 16)
+    return chr(code) if code < 0x110000 else "\ufffd"
 
 
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
@@ -131,7 +197,7 @@ def status_error(
 ) -> APIStatusError:
     """The error for a non-2xx answer; ``advice`` overrides the status's generic advice."""
     mask = Mask(redactor.known_keys())
-    raw = mask.bytes(raw)
+    raw = mask.bytes(raw, keep=_KEPT_BODY_BYTES)
     masked_headers = _masked_headers(headers, mask)
     server_message = _server_message(raw, mask)
     error_class = _STATUS_ERRORS.get(status) or (
@@ -168,7 +234,7 @@ def invalid_response(
 ) -> InvalidResponseError:
     """The error for a 2xx answer whose envelope is not ``{"success": true, ...}``."""
     mask = Mask(redactor.known_keys())
-    raw = mask.bytes(raw)
+    raw = mask.bytes(raw, keep=_KEPT_BODY_BYTES)
     try:
         body = decode_json(raw)
     except InvalidResponseError as exc:

@@ -89,7 +89,7 @@ class NotifyError(Exception):
     headers: Mapping[str, str] = _NO_HEADERS
     """The response headers (case-insensitive), every key masked; empty without an answer."""
     body: bytes = b""
-    """The response body as received (up to ``max_response_bytes``), every key masked;
+    """The start of the response body as received (its first 64 KiB), every key masked;
     empty without an answer."""
 
     def __init__(self, message: str) -> None:
