@@ -7,7 +7,7 @@ __all__ = ["Emails"]
 from collections.abc import Mapping
 
 from ._errors import outcome_unknown
-from ._exceptions import InvalidResponseError
+from ._exceptions import InvalidResponseError, OutcomeUnknownError
 from ._models import Parser, SendEmailResult
 from ._requester import Requester
 from ._retry import RetryPolicy
@@ -47,7 +47,19 @@ class Emails:
         payload["message"] = _text("message", message, allow_blank=True)
         if name is not None:
             payload["name"] = _text("name", name)
-        return await self._send("/send-email", payload)
+        try:
+            return _parse_result(
+                await self._client.request(
+                    "POST",
+                    "/send-email",
+                    policy=RetryPolicy.UNSENT_ONLY,
+                    json=payload,
+                    outcome_advice=_SEND_OUTCOME,
+                )
+            )
+        except InvalidResponseError as error:
+            unusable = error
+        raise _outcome_unknown(unusable, "/send-email")
 
     async def send_template(
         self,
@@ -75,24 +87,26 @@ class Emails:
             if not all(isinstance(k, str) and isinstance(v, str) for k, v in variables.items()):
                 raise ValueError("variables must map str to str, e.g. {'first_name': 'Ada'}")
             payload["variables"] = dict(variables)
-        return await self._send("/send-email-from-template", payload)
-
-    async def _send(self, path: str, payload: Mapping[str, object]) -> SendEmailResult:
         try:
-            body = await self._client.request(
-                "POST",
-                path,
-                policy=RetryPolicy.UNSENT_ONLY,
-                json=payload,
-                outcome_advice=_SEND_OUTCOME,
+            return _parse_result(
+                await self._client.request(
+                    "POST",
+                    "/send-email-from-template",
+                    policy=RetryPolicy.UNSENT_ONLY,
+                    json=payload,
+                    outcome_advice=_SEND_OUTCOME,
+                )
             )
-            return _parse_result(body)
         except InvalidResponseError as error:
             unusable = error
-        # A 2xx reached Notify, and nothing usable came back: the email may have gone out.
-        # A parse failure comes after request() returned, so after at least one request.
-        unusable.attempts = unusable.attempts or 1
-        raise outcome_unknown(unusable, "POST", path, advice=_SEND_OUTCOME)
+        raise _outcome_unknown(unusable, "/send-email-from-template")
+
+
+def _outcome_unknown(unusable: InvalidResponseError, path: str) -> OutcomeUnknownError:
+    # A 2xx reached Notify, and nothing usable came back: the email may have gone out.
+    # A parse failure comes after request() returned, so after at least one request.
+    unusable.attempts = unusable.attempts or 1
+    return outcome_unknown(unusable, "POST", path, advice=_SEND_OUTCOME)
 
 
 def _text(field: str, value: object, *, allow_blank: bool = False) -> str:

@@ -72,10 +72,11 @@ class Transport:
     """One aiohttp session bound to one event loop, and the one way requests are sent.
 
     A session the user gave is used as it is and never closed here; one made here is
-    closed by ``close()``. Both send the same requests: the User-Agent and the proxy from
-    the environment are passed with each request, redirects are refused, and aiohttp's
-    silent resend of a GET after a dropped connection is stopped, so that ``max_retries``
-    alone decides how many requests a call sends.
+    closed by ``close()``. Both send the same requests: with our User-Agent and the proxy
+    from the environment, no redirects, and without aiohttp's silent resend of a GET after
+    a dropped connection, so that ``max_retries`` alone decides how many requests a call
+    sends. Our own session is built that way once; a given one cannot be changed, so
+    each of its requests carries the same settings instead (a few microseconds more).
     """
 
     def __init__(
@@ -92,6 +93,9 @@ class Transport:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
         self.proxy: str | None = None
+        # What each request adds: nothing for our own session, which has it built in.
+        self._user_agent: dict[str, str] = {} if session is None else {"User-Agent": USER_AGENT}
+        self._middlewares: tuple[_Middleware, ...] = () if session is None else (_no_resend,)
         self._urls: dict[str, URL] = {}
 
     def bind(self) -> aiohttp.ClientSession:
@@ -114,7 +118,14 @@ class Transport:
                 "event loop (for example inside the coroutine you pass to asyncio.run)"
             )
         if self.session is None:
-            self.session = aiohttp.ClientSession()
+            self.session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
+            # aiohttp has no public switch for its resend (a given session gets a middleware
+            # instead, which costs more per request); its own test client sets this private
+            # flag too, and the guard keeps a future aiohttp without it working.
+            if hasattr(self.session, "_retry_connection"):
+                self.session._retry_connection = False  # noqa: SLF001
+            else:
+                self._middlewares = (_no_resend,)
         return self.session
 
     async def send(
@@ -138,7 +149,7 @@ class Transport:
                 method,
                 url,
                 json=json,
-                headers={**headers, "User-Agent": USER_AGENT},
+                headers={**headers, **self._user_agent} if self._user_agent else headers,
                 timeout=timeout,
                 # A redirect would carry x-api-key to wherever it points.
                 allow_redirects=False,
@@ -146,7 +157,7 @@ class Transport:
                 raise_for_status=False,
                 proxy=self.proxy,
                 ssl=self.ssl,
-                middlewares=_NO_RESEND,
+                middlewares=self._middlewares,
             ) as response:
                 status = response.status
                 length = response.content_length
@@ -213,18 +224,17 @@ class _NotResent(Exception):
 
 
 _Handler = Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]]
+_Middleware = Callable[[aiohttp.ClientRequest, _Handler], Awaitable[aiohttp.ClientResponse]]
 
 
 async def _no_resend(request: aiohttp.ClientRequest, handler: _Handler) -> aiohttp.ClientResponse:
     # aiohttp resends a GET once after these; our retry policy alone decides (max_retries=0
-    # must mean one request), and a middleware is the public way to stop it for any session.
+    # must mean one request), and a middleware is the public way to stop it for a session
+    # we may not change.
     try:
         return await handler(request)
     except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
         raise _NotResent(exc) from None
-
-
-_NO_RESEND = (_no_resend,)
 
 
 async def _read_at_most(
