@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from test_proxy import LoopbackProxy
 
 from notify_async import (
     APIConnectionError,
@@ -630,3 +631,29 @@ async def test_an_error_status_with_a_huge_body_keeps_its_class(server: LocalNot
 
     assert caught.value.body == b"e" * 1000  # read up to the limit, kept (under 64 KiB)
     assert "HTTP 500" in str(caught.value)
+
+
+# -- a given session and the environment's proxy ------------------------------------------------
+
+
+async def test_a_given_session_uses_the_environments_proxy(
+    server: LocalNotifyServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with LoopbackProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        async with aiohttp.ClientSession() as session:
+            async with client_for(server, session=session) as client:
+                await client.api_keys.list()
+
+    assert proxy.relayed_requests == [f"GET {server.base_url}/api_keys"]
+
+
+async def test_a_given_session_keeps_its_own_proxy_when_the_environment_names_none(
+    server: LocalNotifyServer,
+) -> None:
+    async with LoopbackProxy() as proxy:
+        async with aiohttp.ClientSession(proxy=proxy.url) as session:
+            async with client_for(server, session=session) as client:
+                await client.api_keys.list()
+
+    assert proxy.relayed_requests == [f"GET {server.base_url}/api_keys"]
