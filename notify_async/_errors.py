@@ -280,9 +280,13 @@ def outcome_unknown(
     """
     status = error.status_code if isinstance(error, APIStatusError) else None
     # The underlying message starts with "METHOD /path: " too; say that only once.
-    what = (
-        f"HTTP {status}" if status is not None else error.message.removeprefix(f"{method} {path}: ")
-    )
+    detail = error.message.removeprefix(f"{method} {path}: ")
+    if status is not None:
+        what = f"HTTP {status}"
+    elif isinstance(error, InvalidResponseError):
+        what = f"a 2xx answer that is not usable ({detail})"
+    else:
+        what = detail
     message = (
         f"{method} {path}: outcome unknown after {what}: "
         f"{advice or 'the call may or may not have taken effect'}"
@@ -388,7 +392,7 @@ _STATUS_ADVICE = {
     403: "the key may not do this; several keys per account need the Pro plan",
     404: (
         "check base_url (it should end in /api/public/v1, as https://notify.cx/api/public/v1 "
-        "does), or the id in the call"
+        "does), or any id you passed"
     ),
 }
 
