@@ -254,10 +254,10 @@ def invalid_response(
 
 def too_large(method: str, path: str, limit: int, announced: int | None) -> InvalidResponseError:
     """The error for a 2xx body larger than the client's ``max_response_bytes``."""
-    size = f"announced {announced} bytes" if announced is not None else "kept coming"
+    size = f"{announced} bytes announced" if announced is not None else "no Content-Length"
     return InvalidResponseError(
         f"{method} {path}: the response body is larger than max_response_bytes={limit} "
-        f"(it {size}); it was not read further. Check base_url, or raise max_response_bytes"
+        f"({size}), so it was not read further; check base_url, or raise max_response_bytes"
     )
 
 
