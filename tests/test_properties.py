@@ -413,7 +413,8 @@ def test_any_error_answer_is_the_status_error_of_its_code(
         assert isinstance(error, OutcomeUnknownError)
         assert isinstance(error, expected_class(status))
         assert error.status_code == status
-        error = error.__cause__  # type: ignore[assignment]
+        assert error.__cause__ is not None
+        error = error.__cause__
     assert type(error) is expected_class(status)
     assert isinstance(error, APIStatusError)
     assert error.status_code == status
