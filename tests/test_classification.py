@@ -84,15 +84,20 @@ class HeldServer:
         app.router.add_post("/api/public/v1/send-email", self._send)
         return app
 
-    async def start(self, sock: socket.socket | None = None) -> None:
+    async def setup(self) -> web.AppRunner:
+        """Prepare the app, so that serving later takes only a site's start."""
         self.runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
         await self.runner.setup()
+        return self.runner
+
+    async def start(self, sock: socket.socket | None = None) -> None:
+        runner = self.runner or await self.setup()
         if sock is None:
-            site: web.BaseSite = web.TCPSite(self.runner, "127.0.0.1", 0)
+            site: web.BaseSite = web.TCPSite(runner, "127.0.0.1", 0)
         else:
-            site = web.SockSite(self.runner, sock)
+            site = web.SockSite(runner, sock)
         await site.start()
-        host, port = self.runner.addresses[0][:2]
+        host, port = runner.addresses[0][:2]
         self.base_url = f"http://{host}:{port}/api/public/v1"
 
     async def close(self) -> None:
@@ -278,12 +283,13 @@ async def test_a_send_whose_connect_hung_is_retried_and_sent_once(
     full_backlog: FullBacklog, on_retry: OnRetry
 ) -> None:
     server = HeldServer()
+    await server.setup()
     # When the first attempt has failed, the retry's connect completes; the server then
-    # serves from the same socket.
+    # serves from the same socket, well within the retry's second.
     on_retry.hooks.append(full_backlog.open)
     try:
         async with NotifyClient(
-            KEY, base_url=full_backlog.base_url, max_retries=1, timeout=0.3
+            KEY, base_url=full_backlog.base_url, max_retries=1, timeout=1
         ) as client:
             with instant_retries():
                 send = asyncio.create_task(client.emails.send(**EMAIL))
