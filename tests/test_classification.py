@@ -40,6 +40,7 @@ from notify_async import (
     OutcomeUnknownError,
     RateLimitError,
 )
+from notify_async._transport import attempt_timeout
 from notify_async.testing import Fault, LocalNotifyServer, instant_retries
 
 LIST = "GET /api_keys"
@@ -663,3 +664,18 @@ async def test_a_given_session_keeps_its_own_proxy_when_the_environment_names_no
                 await client.api_keys.list()
 
     assert proxy.relayed_requests == [f"GET {server.base_url}/api_keys"]
+
+
+@pytest.mark.parametrize(
+    ("timeout", "connect_timeout"), [(5, 10), (0.3, 10), (10, 10), (30, 10), (0.01, 1), (60, 59.99)]
+)
+def test_the_connect_timer_always_ends_before_the_total_one(
+    timeout: float, connect_timeout: float
+) -> None:
+    timeouts = attempt_timeout(timeout, connect_timeout)
+
+    assert timeouts.total == timeout
+    assert timeouts.connect == min(connect_timeout, timeout - min(0.05, timeout / 10))
+    assert timeouts.connect is not None
+    assert timeouts.connect < timeout
+    assert timeouts.ceil_threshold == math.inf  # no rounding that could make them coincide
