@@ -53,15 +53,16 @@ if TYPE_CHECKING:
 
 EXIT_CODES: dict[type[BaseException], int] = {
     # Checked in order: the first class the error is an instance of gives the code, so a
-    # subclass comes before its base (KeyStoreError before CredentialError).
+    # subclass comes before its base (KeyStoreError before CredentialError), and
+    # OutcomeUnknownError before the classes its instances also belong to.
     ValueError: 2,
     KeyStoreError: 10,
     CredentialError: 3,
+    OutcomeUnknownError: 8,
     AuthenticationError: 4,
     RateLimitError: 5,
     APIStatusError: 6,
     APIConnectionError: 7,
-    OutcomeUnknownError: 8,
     InvalidResponseError: 9,
     NotifyError: 1,
 }

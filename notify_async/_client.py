@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from yarl import URL
 
@@ -44,12 +45,26 @@ from ._credentials import (
     redact,
 )
 from ._emails import Emails
-from ._errors import invalid_response, outcome_open, outcome_unknown, reason, status_error
+from ._errors import (
+    REQUEST_ID_HEADERS,
+    invalid_response,
+    outcome_open,
+    outcome_unknown,
+    reason,
+    request_id,
+    status_error,
+)
 from ._exceptions import APIStatusError, CredentialError, InvalidResponseError, NotifyError
 from ._keys import MAX_KEY_REPLAYS, KeyHolder, StaleKeyError
 from ._models import decode_json
 from ._retry import Backoff, RetryPolicy, retry_sleep, should_retry
-from ._transport import Transport, is_loopback, tls_setting
+from ._transport import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Transport,
+    attempt_timeout,
+    is_loopback,
+    tls_setting,
+)
 
 logger = logging.getLogger("notify_async")
 
@@ -115,8 +130,11 @@ class NotifyClient:
             (0 disables them).
         timeout: seconds one attempt may take in total.
         connect_timeout: seconds to wait for a connection (a slot in the pool included).
+            A call that times out before its request was written (no free slot, a
+            connect that hangs) was not sent, so it is retried, even a send.
         session: an ``aiohttp.ClientSession`` to use. The client never closes a session
-            it was given; it creates and closes its own otherwise.
+            it was given; it creates and closes its own otherwise. See the docs
+            (Retries and errors, "A session you pass") for what a given session keeps.
         rotation_grace: after a 401, how long to keep polling a provider that offers only
             rejected keys, while another worker publishes a rotation (0: look once).
         on_key_change: an async hook told the redacted prefix of each new key. It runs in
@@ -134,6 +152,10 @@ class NotifyClient:
         default_headers: headers sent with every call (tracing ids, say); every endpoint
             method also takes ``extra_headers=`` and ``timeout=`` for one call.
             ``x-api-key`` and ``User-Agent`` are refused: the client sets them.
+        max_response_bytes: the most of a response body the client reads (4 MiB by
+            default). A 2xx body larger than this raises ``InvalidResponseError`` naming
+            the limit, checked while reading, so memory stays about this size; an error
+            status's body is cut to it.
     """
 
     api_keys: ApiKeys
@@ -158,6 +180,7 @@ class NotifyClient:
         ssl: SSLContext | None = None,
         insecure_skip_tls_verify: bool = False,
         default_headers: Mapping[str, str] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         provider, first_key = _choose_provider(api_key, credentials)
         if not rotation_grace >= 0:
@@ -180,20 +203,36 @@ class NotifyClient:
         )
         self._is_view = False
         self._default_headers = check_headers(default_headers or {}, "default_headers")
-        self._configure(max_retries, timeout, connect_timeout, backoff or Backoff())
+        self._configure(
+            max_retries, timeout, connect_timeout, backoff or Backoff(), max_response_bytes
+        )
 
     def _configure(
-        self, max_retries: int, timeout: float, connect_timeout: float, backoff: Backoff
+        self,
+        max_retries: int,
+        timeout: float,
+        connect_timeout: float,
+        backoff: Backoff,
+        max_response_bytes: int,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError("max_retries must be an int >= 0 (0 disables retries)")
         if not timeout > 0 or not connect_timeout > 0:
             raise ValueError("timeout and connect_timeout must be > 0 seconds")
+        if not isinstance(backoff, Backoff):
+            raise ValueError("backoff must be a notify_async.Backoff, e.g. Backoff(initial=1.0)")
+        if (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes < 1
+        ):
+            raise ValueError("max_response_bytes must be an int >= 1 (bytes)")
+        self._max_response_bytes = max_response_bytes
         self._max_retries = max_retries
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._backoff = backoff
-        self._client_timeout = _attempt_timeouts(timeout, connect_timeout)
+        self._client_timeout = attempt_timeout(timeout, connect_timeout)
         self.api_keys = ApiKeys(self, self._keys)
         self.emails = Emails(self)
 
@@ -205,6 +244,7 @@ class NotifyClient:
         connect_timeout: float | None = None,
         backoff: Backoff | None = None,
         default_headers: Mapping[str, str] | None = None,
+        max_response_bytes: int | None = None,
     ) -> NotifyClient:
         """Return a view of this client with other retry, timeout or header settings.
 
@@ -225,6 +265,7 @@ class NotifyClient:
             self._timeout if timeout is None else timeout,
             self._connect_timeout if connect_timeout is None else connect_timeout,
             self._backoff if backoff is None else backoff,
+            self._max_response_bytes if max_response_bytes is None else max_response_bytes,
         )
         return view
 
@@ -249,6 +290,11 @@ class NotifyClient:
     def backoff(self) -> Backoff:
         """The retry waits."""
         return self._backoff
+
+    @property
+    def max_response_bytes(self) -> int:
+        """The most of a response body the client reads."""
+        return self._max_response_bytes
 
     @property
     def base_url(self) -> str:
@@ -369,7 +415,7 @@ class NotifyClient:
         if timeout is None:
             timeout, timeouts = self._timeout, self._client_timeout
         else:
-            timeouts = _attempt_timeouts(check_timeout(timeout), self._connect_timeout)
+            timeouts = attempt_timeout(check_timeout(timeout), self._connect_timeout)
         call = _Call(method, path, policy, json, outcome_advice, headers, timeout, timeouts)
         call.replay_on_401 = replay_on_401
         try:
@@ -416,7 +462,7 @@ class NotifyClient:
         except InvalidResponseError:
             body = None  # described by invalid_response, from the body with the key masked
         if type(body) is not dict or body.get("success", True) is not True:
-            raise invalid_response(call.method, call.path, raw, redactor=keys)
+            raise invalid_response(call.method, call.path, raw, redactor=keys, headers=headers)
         return body
 
     async def _send(self, call: _Call, key: str) -> tuple[int, bytes, Mapping[str, str]]:
@@ -432,6 +478,7 @@ class NotifyClient:
                 headers={**call.headers, "x-api-key": key} if call.headers else {"x-api-key": key},
                 json=call.json,
                 timeout=call.timeouts,
+                max_bytes=self._max_response_bytes,
             )
         except NotifyError as error:
             if logger.isEnabledFor(logging.DEBUG):
@@ -451,7 +498,17 @@ class NotifyClient:
         failure: str | None,
     ) -> None:
         elapsed_ms = (time.perf_counter() - started) * 1000
-        request_id = _request_id(headers) if headers is not None else None
+        answer_id = None
+        if headers is not None:
+            # Masked before request_id() cuts it: a server may echo anything there.
+            redact_value = self._keys.redact
+            answer_id = request_id(
+                CIMultiDict(
+                    (name, redact_value(value))
+                    for name, value in headers.items()
+                    if name.lower() in REQUEST_ID_HEADERS
+                )
+            )
         logger.debug(
             "%s %s -> %s in %.1f ms (attempt %d, key %s generation %d%s)",
             call.method,
@@ -461,7 +518,7 @@ class NotifyClient:
             call.sent,
             redact(key),
             self._keys.generation,
-            f", request id {request_id}" if request_id else "",
+            f", request id {answer_id}" if answer_id else "",
             extra={
                 "notify_event": "attempt",
                 "method": call.method,
@@ -471,7 +528,7 @@ class NotifyClient:
                 "attempt": call.sent,
                 "key_prefix": redact(key),
                 "generation": self._keys.generation,
-                "request_id": request_id,
+                "request_id": answer_id,
             },
         )
 
@@ -577,22 +634,6 @@ def check_timeout(timeout: object) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
     return float(timeout)
-
-
-def _attempt_timeouts(timeout: float, connect_timeout: float) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=timeout, connect=min(connect_timeout, timeout))
-
-
-# The names request-id headers go by; Notify's own is not documented.
-_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray")
-
-
-def _request_id(headers: Mapping[str, str]) -> str | None:
-    for name in _REQUEST_ID_HEADERS:
-        value = headers.get(name)
-        if value:
-            return value[:200]
-    return None
 
 
 def _is_retryable(error: BaseException) -> bool:

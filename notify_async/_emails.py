@@ -6,6 +6,8 @@ __all__ = ["Emails", "check_recipient"]
 
 from collections.abc import Mapping
 
+from ._errors import outcome_unknown
+from ._exceptions import InvalidResponseError, OutcomeUnknownError
 from ._models import Parser, SendEmailResult
 from ._requester import Requester
 from ._retry import RetryPolicy
@@ -21,9 +23,10 @@ _SEND_OUTCOME = (
 class Emails:
     """The email endpoints. Reached as ``client.emails``.
 
-    Sends are retried only when the request provably did not take effect (no connection,
+    Sends are retried only when the request provably did not take effect (not written,
     429, 503). Any other failure after sending raises ``OutcomeUnknownError``, because a
-    second attempt could deliver a second email.
+    second attempt could deliver a second email; so does a 2xx whose body is not a usable
+    answer, since the server received the request.
     """
 
     def __init__(self, client: Requester) -> None:
@@ -53,16 +56,21 @@ class Emails:
         payload["message"] = _text("message", message)
         if name is not None:
             payload["name"] = _text("name", name)
-        body = await self._client.request(
-            "POST",
-            "/send-email",
-            policy=RetryPolicy.UNSENT_ONLY,
-            json=payload,
-            outcome_advice=_SEND_OUTCOME,
-            timeout=timeout,
-            extra_headers=extra_headers,
-        )
-        return _parse_result(body)
+        try:
+            return _parse_result(
+                await self._client.request(
+                    "POST",
+                    "/send-email",
+                    policy=RetryPolicy.UNSENT_ONLY,
+                    json=payload,
+                    outcome_advice=_SEND_OUTCOME,
+                    timeout=timeout,
+                    extra_headers=extra_headers,
+                )
+            )
+        except InvalidResponseError as error:
+            unusable = error
+        raise _outcome_unknown(unusable, "/send-email")
 
     async def send_template(
         self,
@@ -94,16 +102,28 @@ class Emails:
             if not all(isinstance(k, str) and isinstance(v, str) for k, v in variables.items()):
                 raise ValueError("variables must map str to str, e.g. {'first_name': 'Ada'}")
             payload["variables"] = dict(variables)
-        body = await self._client.request(
-            "POST",
-            "/send-email-from-template",
-            policy=RetryPolicy.UNSENT_ONLY,
-            json=payload,
-            outcome_advice=_SEND_OUTCOME,
-            timeout=timeout,
-            extra_headers=extra_headers,
-        )
-        return _parse_result(body)
+        try:
+            return _parse_result(
+                await self._client.request(
+                    "POST",
+                    "/send-email-from-template",
+                    policy=RetryPolicy.UNSENT_ONLY,
+                    json=payload,
+                    outcome_advice=_SEND_OUTCOME,
+                    timeout=timeout,
+                    extra_headers=extra_headers,
+                )
+            )
+        except InvalidResponseError as error:
+            unusable = error
+        raise _outcome_unknown(unusable, "/send-email-from-template")
+
+
+def _outcome_unknown(unusable: InvalidResponseError, path: str) -> OutcomeUnknownError:
+    # A 2xx reached Notify, and nothing usable came back: the email may have gone out.
+    # A parse failure comes after request() returned, so after at least one request.
+    unusable.attempts = unusable.attempts or 1
+    return outcome_unknown(unusable, "POST", path, advice=_SEND_OUTCOME)
 
 
 def _text(field: str, value: object) -> str:

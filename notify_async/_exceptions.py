@@ -1,4 +1,4 @@
-"""Every error notify-async raises.
+r"""Every error notify-async raises.
 
 The tree, so a reader sees it before the code::
 
@@ -16,13 +16,25 @@ The tree, so a reader sees it before the code::
      │    └── APITimeoutError       an attempt ran out of time
      ├── OutcomeUnknownError        a non-idempotent call (send, regenerate) failed in a way
      │                              that leaves open whether it took effect; never retried
-     └── InvalidResponseError       a 2xx whose body is not what the API promises
+     └── InvalidResponseError       a 2xx whose body is not what the API promises, or a body
+                                    larger than ``max_response_bytes``
+
+An ``OutcomeUnknownError`` is also an instance of the class the failure would otherwise have
+had, so that ``except InternalServerError`` or ``except APITimeoutError`` keeps catching it::
+
+    OutcomeUnknownServerError            (OutcomeUnknownError, InternalServerError)
+    OutcomeUnknownTimeoutError           (OutcomeUnknownError, APITimeoutError)
+    OutcomeUnknownConnectionError        (OutcomeUnknownError, APIConnectionError)
+    OutcomeUnknownInvalidResponseError   (OutcomeUnknownError, InvalidResponseError)
 
 Bad arguments (an empty key, plain ``http://`` to a remote host, ``api_key`` together
 with ``credentials``) raise ``ValueError`` at construction instead.
 
 No message here ever contains an API key: messages are built from statuses, paths,
-field names and the server's own words, which are redacted before use.
+field names and the server's own words, which are redacted before use. The same goes for
+every attribute: ``headers`` and ``body`` hold the server's answer with every key the
+client has held masked, whether written literally or escaped as JSON (``\u0061``,
+``\/``), URL (``%61``) or HTML (``&#97;``, ``&#x61;``).
 """
 
 from __future__ import annotations
@@ -39,11 +51,17 @@ __all__ = [
     "KeyStoreError",
     "NotFoundError",
     "NotifyError",
+    "OutcomeUnknownConnectionError",
     "OutcomeUnknownError",
+    "OutcomeUnknownInvalidResponseError",
+    "OutcomeUnknownServerError",
+    "OutcomeUnknownTimeoutError",
     "PermissionDeniedError",
     "RateLimitError",
 ]
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Protocol
 
 
@@ -70,6 +88,9 @@ class RotatedKey(Protocol):
         ...
 
 
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
 class NotifyError(Exception):
     """Base class of every error raised by notify-async.
 
@@ -82,6 +103,15 @@ class NotifyError(Exception):
     retryable: bool = False
     """Whether the call's retry policy allowed retrying this failure (the client already
     retried it, up to ``max_retries``)."""
+    request_id: str | None = None
+    """The id the server (or a proxy in front of it) gave the request, from the first of
+    the response headers ``x-request-id``, ``request-id``, ``x-amzn-requestid`` and
+    ``cf-ray`` that it sent; ``None`` without an answer. Quote it to Notify's support."""
+    headers: Mapping[str, str] = _NO_HEADERS
+    """The response headers (case-insensitive), every key masked; empty without an answer."""
+    body: bytes = b""
+    """The start of the response body as received (its first 64 KiB), every key masked;
+    empty without an answer."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -168,7 +198,7 @@ class PermissionDeniedError(APIStatusError):
 
 
 class NotFoundError(APIStatusError):
-    """404: the resource (for example a key id) does not exist."""
+    """404: the resource (for example a key id) does not exist, or ``base_url`` is wrong."""
 
 
 class RateLimitError(APIStatusError):
@@ -176,7 +206,8 @@ class RateLimitError(APIStatusError):
 
     ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one. The client
     retries 429s by itself unless the wait is longer than ``max_retry_after``; then it
-    raises this so that you decide when to come back.
+    raises this so that you decide when to come back. (A 503 with a long ``Retry-After``
+    raises ``InternalServerError``, its status's class, with ``retry_after`` set.)
     """
 
 
@@ -187,9 +218,11 @@ class InternalServerError(APIStatusError):
 class APIConnectionError(NotifyError):
     """The request got no usable answer: connection refused or reset, DNS, TLS.
 
-    ``request_sent`` is False when the connection was never established, so the server
-    cannot have acted on the request. ``transient`` is False when trying again cannot help
-    (a certificate that failed verification fails the same way every time).
+    ``request_sent`` is False when no byte of the request was written: the call timed out
+    waiting for a free connection in the pool, or while connecting, or the connection
+    could not be established. The server cannot have acted on it, so even a send is
+    retried. ``transient`` is False when trying again cannot help (a certificate that
+    failed verification fails the same way every time).
     """
 
     def __init__(self, message: str, *, request_sent: bool, transient: bool = True) -> None:
@@ -202,25 +235,66 @@ class APITimeoutError(APIConnectionError):
     """An attempt did not complete within the client's ``timeout`` (or ``connect_timeout``)."""
 
 
+class InvalidResponseError(NotifyError):
+    """A 2xx response whose body is not what the API promises.
+
+    For example an HTML page from a proxy, ``success: false``, malformed JSON, a missing or
+    mistyped field (the message names the field path, ``data[0].createdAt``), or a body
+    larger than the client's ``max_response_bytes`` (the message names the limit).
+    """
+
+
 class OutcomeUnknownError(NotifyError):
     """A send or a regenerate failed in a way that leaves open whether it took effect.
 
-    This follows a disconnect after the request was sent, a read timeout, or a 500, 502 or
-    504. Such calls are never retried blindly: a second send delivers a second email, and a
-    second regenerate invalidates the first new key. ``__cause__`` holds the underlying
-    error; ``status_code`` is set when the failure was an HTTP status.
+    This follows a disconnect after the request was sent, a timeout after it was sent, a
+    5xx other than 503, or a 2xx whose body is unusable. Such calls are never retried
+    blindly: a second send delivers a second email, and a second regenerate invalidates the
+    first new key.
+
+    The error raised is also an instance of the class the failure would otherwise have had
+    (``OutcomeUnknownServerError`` is an ``InternalServerError``, ``OutcomeUnknownTimeoutError``
+    an ``APITimeoutError``, and so on), with that class's attributes. ``__cause__`` holds the
+    underlying error; ``status_code`` is set when the failure was an HTTP status.
     """
 
-    def __init__(self, message: str, *, method: str, path: str, status_code: int | None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, method: str, path: str, status_code: int | None = None
+    ) -> None:
+        # NotifyError's, not super(): a subclass's other base takes other arguments, and
+        # its attributes are copied from the underlying error instead (see _errors).
+        NotifyError.__init__(self, message)
         self.method = method
         self.path = path
         self.status_code = status_code
 
 
-class InvalidResponseError(NotifyError):
-    """A 2xx response whose body is not what the API promises.
+# status_code is int | None on OutcomeUnknownError and int here: always an int in this class.
+class OutcomeUnknownServerError(OutcomeUnknownError, InternalServerError):  # type: ignore[misc]
+    """The outcome is unknown after a 5xx other than 503.
 
-    For example an HTML page from a proxy, ``success: false``, malformed JSON, or a missing
-    or mistyped field; the message names the field path (``data[0].createdAt``).
+    Both an ``OutcomeUnknownError`` and an ``InternalServerError``, with ``status_code``,
+    ``server_message``, ``retry_after``, ``request_id``, ``headers`` and ``body``.
+    """
+
+
+class OutcomeUnknownConnectionError(OutcomeUnknownError, APIConnectionError):
+    """The outcome is unknown after the connection failed once the request was sent.
+
+    Both an ``OutcomeUnknownError`` and an ``APIConnectionError`` (``request_sent`` is True).
+    """
+
+
+class OutcomeUnknownTimeoutError(OutcomeUnknownError, APITimeoutError):
+    """The outcome is unknown after a timeout once the request was sent.
+
+    Both an ``OutcomeUnknownError`` and an ``APITimeoutError`` (``request_sent`` is True).
+    """
+
+
+class OutcomeUnknownInvalidResponseError(OutcomeUnknownError, InvalidResponseError):
+    """The outcome is unknown after a send answered 2xx with a body that is not usable.
+
+    For example HTML, an empty body, ``message: null``, or a body over
+    ``max_response_bytes``. Both an ``OutcomeUnknownError`` and an ``InvalidResponseError``.
     """

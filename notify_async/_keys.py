@@ -44,6 +44,7 @@ from ._credentials import (
     check_key,
     redact,
 )
+from ._errors import Mask
 from ._exceptions import AuthenticationError, CredentialError, KeyStoreError, NotifyError
 from ._models import RegeneratedApiKey
 
@@ -528,18 +529,9 @@ class KeyHolder:
         return keys + list(self._retired) + [k for k in self._rejected if k != self.current]
 
     def redact(self, text: str) -> str:
-        """Replace every key this holder has held with its redacted prefix."""
+        """Mask every key this holder has held, in any escaping (see ``_errors.Mask``)."""
         # Old keys too: a request sent before a rotation may come back quoting its key.
-        for key in self.known_keys():
-            if key in text:
-                text = text.replace(key, redact(key))
-        return text
-
-    def redact_bytes(self, raw: bytes) -> bytes:
-        """``redact`` for a raw body, before any snippet of it is cut (mid-key cuts escape)."""
-        for key in self.known_keys():
-            raw = raw.replace(key.encode(), redact(key).encode())
-        return raw
+        return Mask(self.known_keys()).text(text)
 
     # -- the one place the key changes ----------------------------------------------------
 

@@ -5,9 +5,11 @@ Two policies cover the API:
 * ``IDEMPOTENT`` (``GET /api_keys``): any transient failure, connection errors and timeouts
   included, and 408, 429, 500, 502, 503, 504.
 * ``UNSENT_ONLY`` (regenerate, send): only failures that prove the request took no effect:
-  a connection that was never established, a 429, a 503. Anything else that leaves the
-  outcome open becomes ``OutcomeUnknownError`` and is never retried, because a second
-  regenerate invalidates the first new key and a second send delivers a second email.
+  a connection error or timeout before any byte of the request was written (no
+  connection, no free slot in the pool, a connect that hung), a 429, a 503. Anything
+  else that leaves the outcome open becomes ``OutcomeUnknownError`` and is never
+  retried, because a second regenerate invalidates the first new key and a second send
+  delivers a second email.
 
 The client makes the first attempt itself and builds a tenacity ``AsyncRetrying`` (fresh per
 call, never shared between tasks) only after a retryable failure, so a call that succeeds
@@ -22,12 +24,12 @@ import asyncio
 import contextlib
 import contextvars
 import enum
+import math
 import random
 import time
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 
-import aiohttp
 import attrs
 
 from ._exceptions import APIConnectionError, APIStatusError
@@ -54,7 +56,7 @@ def is_retryable(policy: RetryPolicy, error: BaseException) -> bool:
         return error.status_code in allowed
     if isinstance(error, APIConnectionError):
         # A certificate that failed verification fails the same way next time.
-        if isinstance(error.__cause__, aiohttp.ClientSSLError):
+        if not error.transient:
             return False
         return policy is RetryPolicy.IDEMPOTENT or not error.request_sent
     return False
@@ -65,20 +67,37 @@ def should_retry(policy: RetryPolicy, backoff: Backoff, error: BaseException) ->
     return is_retryable(policy, error) and not backoff.too_long(error)
 
 
+def _seconds(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    # NaN would sleep forever ("Retrying ... in nans"); a negative wait makes no sense.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(
+            f"Backoff.{attribute.name} must be a finite number of seconds >= 0, got {value!r}"
+        )
+
+
 @attrs.frozen
 class Backoff:
     """Exponential backoff with full jitter, overridden by the server's ``Retry-After``.
+
+    Every value is a finite number of seconds, 0 or more; anything else raises
+    ``ValueError`` here, at construction.
 
     Attributes:
         initial: the cap of the first wait, in seconds.
         maximum: the cap of any computed wait.
         max_retry_after: a ``Retry-After`` longer than this is not slept through; the
-            client raises ``RateLimitError`` (or the status error) and you decide.
+            client raises the status's error (``RateLimitError`` for a 429,
+            ``InternalServerError`` for a 503) with ``retry_after`` set, and you decide.
     """
 
-    initial: float = 0.5
-    maximum: float = 8.0
-    max_retry_after: float = 60.0
+    initial: float = attrs.field(default=0.5, validator=_seconds)
+    maximum: float = attrs.field(default=8.0, validator=_seconds)
+    max_retry_after: float = attrs.field(default=60.0, validator=_seconds)
 
     def wait(self, retry_number: int, error: BaseException | None) -> float:
         """Seconds to wait before retry number ``retry_number`` (1-based) after ``error``."""

@@ -3,23 +3,36 @@
 ``Transport.send`` is the seam between the pipeline and the network: it takes a method,
 a path, headers and a JSON body, and returns ``(status, body, headers)``, or raises
 ``APIConnectionError`` (``APITimeoutError``) with ``request_sent`` decided here, once.
+
+``request_sent`` comes from which of aiohttp's timers fired. Its total timer raises a plain
+``TimeoutError`` wherever it fires, even while the request waits for a free connection in
+the pool or for a TCP connect that hangs, so that class alone cannot tell. Its connect timer
+covers exactly that wait and raises ``ConnectionTimeoutError``; aiohttp writes the request
+as soon as it has a connection, without waiting in between. ``attempt_timeout`` therefore
+ends the connect timer strictly before the total one: a timeout before the request was
+written is always the connect timer's. It costs nothing per request, and works the same
+for a session the user gave. (A ``TraceConfig`` marking the headers as sent was measured
+at a quarter more instructions per send, and cannot be added to a given session through
+aiohttp's public API.)
 """
 
 from __future__ import annotations
 
-__all__ = ["Transport", "env_proxy", "is_loopback", "tls_setting"]
+__all__ = ["Transport", "attempt_timeout", "env_proxy", "is_loopback", "tls_setting"]
 
 import asyncio
 import ipaddress
 import logging
+import math
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from ssl import SSLContext
 
 import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from ._errors import too_large
 from ._exceptions import APIConnectionError, APITimeoutError, NotifyError
 from ._version import __version__
 
@@ -29,6 +42,9 @@ USER_AGENT = f"notify-async/{__version__}"
 
 Response = tuple[int, bytes, CIMultiDictProxy[str]]
 """What one send returns: the status, the whole body, and the response headers."""
+
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+"""The default cap on a response body (``NotifyClient(max_response_bytes=...)``)."""
 
 
 def tls_setting(ssl: SSLContext | None, insecure_skip_tls_verify: bool) -> SSLContext | bool:
@@ -57,7 +73,11 @@ class Transport:
     """One aiohttp session bound to one event loop, and the one way requests are sent.
 
     A session the user gave is used as it is and never closed here; one made here is
-    closed by ``close()``.
+    closed by ``close()``. Both send the same requests: with our User-Agent and the proxy
+    from the environment, no redirects, and without aiohttp's silent resend of a GET after
+    a dropped connection, so that ``max_retries`` alone decides how many requests a call
+    sends. Our own session is built that way once; a given one cannot be changed, so
+    each of its requests carries the same settings instead.
     """
 
     def __init__(
@@ -73,6 +93,10 @@ class Transport:
         self.owns_session = session is None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
+        self.proxy: str | None = None
+        # What each request adds: nothing for our own session, which has it built in.
+        self._user_agent: dict[str, str] = {} if session is None else {"User-Agent": USER_AGENT}
+        self._middlewares: tuple[_Middleware, ...] = () if session is None else (_no_resend,)
         self._urls: dict[str, URL] = {}
 
     def bind(self) -> aiohttp.ClientSession:
@@ -85,26 +109,24 @@ class Transport:
             raise NotifyError("this NotifyClient is closed; create a new one")
         if self.loop is None:
             self.loop = loop
+            # HTTPS_PROXY / NO_PROXY are honoured, as users of other HTTP clients expect,
+            # but read once here: aiohttp's trust_env looks them up in a worker thread on
+            # every request, which costs more CPU than the rest of our client together.
+            self.proxy = env_proxy(self.base_url)
         elif self.loop is not loop:
             raise NotifyError(
                 "this NotifyClient was opened on another event loop; create one client per "
                 "event loop (for example inside the coroutine you pass to asyncio.run)"
             )
         if self.session is None:
-            self.session = aiohttp.ClientSession(
-                headers={"User-Agent": USER_AGENT},
-                # HTTPS_PROXY / NO_PROXY are honoured, as users of other HTTP clients expect,
-                # but read once here: aiohttp's trust_env looks them up in a worker thread on
-                # every request, which costs more CPU than the rest of our client together.
-                proxy=env_proxy(self.base_url),
-            )
-            # aiohttp silently resends a GET once when the connection drops, which would
-            # double max_retries for GETs (max_retries=0 included) and make `attempts`
-            # undercount: our retry policy alone decides. aiohttp has no public switch for
-            # it; its own test client sets this private flag too, and the guard keeps a
-            # future aiohttp without it working.
+            self.session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
+            # aiohttp has no public switch for its resend (a given session gets a middleware
+            # instead, which costs more per request); its own test client sets this private
+            # flag too, and the guard keeps a future aiohttp without it working.
             if hasattr(self.session, "_retry_connection"):
                 self.session._retry_connection = False  # noqa: SLF001
+            else:
+                self._middlewares = (_no_resend,)
         return self.session
 
     async def send(
@@ -115,8 +137,9 @@ class Transport:
         headers: Mapping[str, str],
         json: Mapping[str, object] | None,
         timeout: aiohttp.ClientTimeout,
+        max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> Response:
-        """Send one request and read the whole answer; map every transport failure."""
+        """Send one request and read its answer (at most ``max_bytes`` of it); map failures."""
         # The common case costs one identity check; bind() handles first use and misuse.
         session = self.session
         if session is None or self.loop is not asyncio.get_running_loop() or self.closed:
@@ -127,15 +150,38 @@ class Transport:
                 method,
                 url,
                 json=json,
-                headers=headers,
+                headers={**headers, **self._user_agent} if self._user_agent else headers,
                 timeout=timeout,
                 # A redirect would carry x-api-key to wherever it points.
                 allow_redirects=False,
+                # A given session's raise_for_status would turn a status into a ClientError.
+                raise_for_status=False,
+                proxy=self.proxy,
                 ssl=self.ssl,
+                middlewares=self._middlewares,
             ) as response:
-                return response.status, await response.read(), response.headers
+                status = response.status
+                length = response.content_length
+                if length is not None and length <= max_bytes:
+                    return status, await response.read(), response.headers
+                ok = 200 <= status < 300
+                body, whole = await _read_at_most(response, max_bytes, stop_early=ok)
+                if ok and not whole:
+                    raise too_large(method, path, max_bytes, length)
+                # An error status keeps its class, with the start of its body.
+                return status, body, response.headers
+        except _NotResent as exc:
+            failure: NotifyError = connection_error(exc.cause, method, path)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             failure = connection_error(exc, method, path)
+        except RuntimeError:
+            if not session.closed:
+                raise
+            failure = NotifyError(
+                "the aiohttp session passed as session= was closed; keep it open while the "
+                "NotifyClient uses it (close it after the client), or let the client create "
+                "its own by passing no session"
+            )
         # Raised outside the except block, so that only the safe cause is chained.
         raise failure
 
@@ -151,12 +197,83 @@ class Transport:
         return url
 
 
+def attempt_timeout(timeout: float, connect_timeout: float) -> aiohttp.ClientTimeout:
+    """The timeouts of one attempt: ``timeout`` in total, and the connect timer first.
+
+    The connect timer (a free slot in the pool, DNS, TCP, TLS, a proxy tunnel) ends at
+    ``connect_timeout``, and always a little before the total timer, so that a timeout
+    before the request was written is aiohttp's ``ConnectionTimeoutError``, never the total
+    timer's plain ``TimeoutError``. The margin is a tenth of ``timeout``, at most 50 ms:
+    enough for the event loop to run the two timers in separate turns.
+    """
+    margin = min(0.05, timeout / 10)
+    return aiohttp.ClientTimeout(
+        total=timeout,
+        connect=min(connect_timeout, timeout - margin),
+        # aiohttp rounds timeouts of 5 s and more up to a whole second, which could end both
+        # timers in the same second; exact deadlines keep their order.
+        ceil_threshold=math.inf,
+    )
+
+
+class _NotResent(Exception):
+    """Carries a dropped connection past aiohttp, which would resend a GET on its own."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+
+
+_Handler = Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]]
+_Middleware = Callable[[aiohttp.ClientRequest, _Handler], Awaitable[aiohttp.ClientResponse]]
+
+
+async def _no_resend(request: aiohttp.ClientRequest, handler: _Handler) -> aiohttp.ClientResponse:
+    # aiohttp resends a GET once after these; our retry policy alone decides (max_retries=0
+    # must mean one request), and a middleware is the public way to stop it for a session
+    # we may not change.
+    try:
+        return await handler(request)
+    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+        raise _NotResent(exc) from None
+
+
+async def _read_at_most(
+    response: aiohttp.ClientResponse, limit: int, *, stop_early: bool
+) -> tuple[bytes, bool]:
+    """Read at most ``limit`` bytes of the body; also say whether that was all of it.
+
+    Checked while reading, so that memory stays about ``limit`` however much comes. With
+    ``stop_early`` (a 2xx, which then fails), a body announced as longer is not read at
+    all, and one that turns out longer is dropped.
+    """
+    announced = response.content_length
+    if stop_early and announced is not None and announced > limit:
+        response.close()
+        return b"", False
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        if len(body) + len(chunk) > limit:
+            response.close()
+            if stop_early:
+                return b"", False  # not even a copy: the caller raises
+            body += chunk[: limit - len(body)]
+            return bytes(body), False
+        body += chunk
+    return bytes(body), True
+
+
 def connection_error(exc: BaseException, method: str, path: str) -> APIConnectionError:
     """Map an aiohttp failure to ``APIConnectionError``, deciding ``request_sent``."""
     # Could the server have seen the request? Only a failure to connect proves it did not.
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        # aiohttp's connect timer (see attempt_timeout): waiting for a free connection in
+        # the pool, or for a connect that hangs.
         error: APIConnectionError = APITimeoutError(
-            f"{method} {path}: timed out connecting to the Notify API", request_sent=False
+            f"{method} {path}: timed out before the request was sent (waiting for a "
+            "connection to the Notify API); check base_url and your network, or raise "
+            "timeout/connect_timeout",
+            request_sent=False,
         )
     elif isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         error = APITimeoutError(

@@ -342,8 +342,9 @@ async def test_send_reads_the_message_from_stdin(
         (Fault.status(500), 8, "outcome unknown"),
         (Fault.drop_after(), 8, "outcome unknown"),
         (
+            # The send reached Notify and no usable answer came back.
             Fault.status(200, body="<html>proxy</html>", headers={"Content-Type": "text/html"}),
-            9,
+            8,
             "HTML",
         ),
         (Fault.status(403), 6, "HTTP 403"),
