@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from ._credentials import check_key, redact
-from ._exceptions import CredentialError, InvalidResponseError, NotifyError, OutcomeUnknownError
+from ._errors import outcome_unknown
+from ._exceptions import CredentialError, InvalidResponseError, NotifyError
 from ._keys import KeyHolder
 from ._models import ApiKey, Parser, RegeneratedApiKey
 from ._requester import Requester
@@ -19,6 +20,12 @@ logger = logging.getLogger("notify_async")
 
 _parse_keys = Parser(list[ApiKey], path="data")
 _parse_regenerated = Parser(RegeneratedApiKey, path="data")
+
+_REGENERATE_UNUSABLE = (
+    "the server answered without a usable new key. The old key is most likely invalid "
+    "already; take the new key from the Notify dashboard and publish it where your "
+    "credential provider loads from"
+)
 
 _REGENERATE_OUTCOME = (
     "the key may or may not have been regenerated. It was not retried, because a second "
@@ -137,42 +144,36 @@ class ApiKeys:
     async def _send_regenerate(
         self, key_id: str, options: _Options, *, own: bool
     ) -> RegeneratedApiKey:
-        body = await self._client.request(
-            "POST",
-            "/api_keys/regenerate",
-            policy=RetryPolicy.UNSENT_ONLY,
-            json={"keyId": key_id},
-            outcome_advice=_REGENERATE_OUTCOME,
-            timeout=options.timeout,
-            extra_headers=options.extra_headers,
-            # Regenerating our own key: a 401 means someone rotated it first (see
-            # KeyHolder.regenerating); replaying would rotate their new key too.
-            replay_on_401=not own,
-        )
-        data = body.get("data")
         try:
+            body = await self._client.request(
+                "POST",
+                "/api_keys/regenerate",
+                policy=RetryPolicy.UNSENT_ONLY,
+                json={"keyId": key_id},
+                outcome_advice=_REGENERATE_OUTCOME,
+                timeout=options.timeout,
+                extra_headers=options.extra_headers,
+                # Regenerating our own key: a 401 means someone rotated it first (see
+                # KeyHolder.regenerating); replaying would rotate their new key too.
+                replay_on_401=not own,
+            )
             result = _parse_regenerated(
                 {
-                    "id": data.get("id") if isinstance(data, dict) else None,
-                    "api_key": data.get("api_key") if isinstance(data, dict) else None,
+                    "id": _field(body.get("data"), "id"),
+                    "api_key": _field(body.get("data"), "api_key"),
                     "message": body.get("message", ""),
                 }
             )
             check_key(result.api_key, source="the regenerate answer")
-        except (InvalidResponseError, CredentialError) as exc:
-            problem = self._keys.redact(exc.message)
+        except InvalidResponseError as exc:
+            unusable: InvalidResponseError = exc
+        except CredentialError as exc:
+            unusable = InvalidResponseError(f"POST /api_keys/regenerate: {exc.message}")
         else:
             return result
-        # The server answered 2xx, so the old key is most likely dead already.
-        raise OutcomeUnknownError(
-            f"POST /api_keys/regenerate: outcome unknown: the server answered without a "
-            f"usable new key ({problem}). The old key is most likely invalid already; take "
-            "the new key from the Notify dashboard and publish it where your credential "
-            "provider loads from",
-            method="POST",
-            path="/api_keys/regenerate",
-            status_code=None,
-        )
+        # The server answered 2xx, so the old key is most likely dead already. (Neither
+        # message quotes the body's values: they name fields and shapes.)
+        raise outcome_unknown(unusable, "POST", "/api_keys/regenerate", advice=_REGENERATE_UNUSABLE)
 
     async def _own_key_id_or_raise(self, options: _Options) -> str:
         key_id = await self._own_key_id(options)
@@ -194,6 +195,10 @@ class ApiKeys:
                 # listing may show the old key's prefix: list again with the key in use.
                 await self.list(timeout=options.timeout, extra_headers=options.extra_headers)
         return keys.own_key_id()
+
+
+def _field(data: object, name: str) -> object:
+    return data.get(name) if isinstance(data, dict) else None
 
 
 class _Options(NamedTuple):
