@@ -2,6 +2,8 @@
 
 * the routes the local server counts, and ``call`` to make the client call for one;
 * ``leaks``: whether a text shows more of a key than its redacted prefix;
+* ``error_texts``: everything an error shows, its whole chain included;
+* ``CountingProvider``: a writable provider in memory that counts loads and stores;
 * ``wait_until``: poll a condition the test cannot await directly;
 * ``free_port`` and ``closed_port_url``: a loopback port nothing listens on;
 * ``subprocess_env`` and ``start_python``: child processes that import this checkout;
@@ -17,7 +19,7 @@ import json
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,77 @@ async def call(client: NotifyClient, route: str, server: LocalNotifyServer) -> o
     if route == SEND:
         return await client.emails.send(to="ada@example.com", subject="Hi", message="Hello")
     return await client.emails.send_template(template_id="welcome", to="ada@example.com")
+
+
+# -- everything an error shows -------------------------------------------------------------------
+
+
+def _public_attributes(obj: object) -> Iterator[tuple[str, object]]:
+    names = set(getattr(obj, "__dict__", {}))
+    for cls in type(obj).__mro__:
+        names.update(getattr(cls, "__slots__", ()))
+    names.update(name for name in dir(obj) if not name.startswith("_"))
+    for name in sorted(names):
+        if name in ("args", "with_traceback", "add_note") or name.startswith("__"):
+            continue
+        try:
+            value = getattr(obj, name)
+        except Exception:  # noqa: S112 - a property that cannot be read shows nothing
+            continue
+        if not callable(value) or isinstance(value, BaseException):
+            yield name, value
+
+
+def error_texts(error: BaseException, seen: set[int] | None = None) -> Iterator[tuple[str, str]]:
+    """Everything an error shows: str, repr, args, notes, attributes, and its whole chain.
+
+    Text attributes are also given as text (a ``bytes`` body decoded), and mappings (the
+    headers) as their items, so that a check reads them the way a person would.
+    """
+    seen = set() if seen is None else seen
+    if id(error) in seen:
+        return
+    seen.add(id(error))
+    name = type(error).__name__
+    yield f"str({name})", str(error)
+    yield f"repr({name})", repr(error)
+    yield f"{name}.args", repr(error.args)
+    for note in getattr(error, "__notes__", ()):
+        yield f"{name} note", str(note)
+    for attribute, value in _public_attributes(error):
+        yield f"{name}.{attribute}", repr(value)
+        if isinstance(value, bytes):
+            yield f"{name}.{attribute} as text", value.decode("utf-8", "replace")
+        elif isinstance(value, str):
+            yield f"{name}.{attribute} as text", value
+        elif isinstance(value, Mapping):
+            yield f"{name}.{attribute} items", " ".join(f"{k}: {v}" for k, v in value.items())
+        elif isinstance(value, BaseException):
+            yield from error_texts(value, seen)
+    for link, linked in (("__cause__", error.__cause__), ("__context__", error.__context__)):
+        if linked is not None:
+            yield f"{name}.{link}", repr(linked)
+            yield from error_texts(linked, seen)
+
+
+# -- providers whose key the test controls ------------------------------------------------------
+
+
+class CountingProvider:
+    """A writable provider whose key the test controls; it counts loads and records stores."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.loads = 0
+        self.stored: list[str] = []
+
+    async def load(self) -> str:
+        self.loads += 1
+        return self.key
+
+    async def store(self, key: str) -> None:
+        self.stored.append(key)
+        self.key = key
 
 
 # -- waiting for what the test cannot await ----------------------------------------------------

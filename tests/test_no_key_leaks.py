@@ -19,13 +19,14 @@ import json
 import logging
 import re
 import urllib.parse
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import error_texts
 
 from notify_async import CallableKeyProvider, NotifyClient, NotifyError
 
@@ -170,36 +171,6 @@ def shows_key(text: str, key: str) -> bool:
     window = SHOWN + 1
     pieces = {key[i : i + window] for i in range(len(key) - window + 1)}
     return any(piece in variant for variant in readings(text) for piece in pieces)
-
-
-def error_texts(error: BaseException, seen: set[int] | None = None) -> Iterator[tuple[str, str]]:
-    """Everything an error shows: str, repr, args, attributes, and its whole chain."""
-    seen = set() if seen is None else seen
-    if id(error) in seen:
-        return
-    seen.add(id(error))
-    name = type(error).__name__
-    yield f"str({name})", str(error)
-    yield f"repr({name})", repr(error)
-    yield f"{name}.args", repr(error.args)
-    names = set(vars(error)) | {n for n in dir(error) if not n.startswith("_")}
-    for attribute in sorted(names - {"args", "with_traceback", "add_note"}):
-        value = getattr(error, attribute, None)
-        if callable(value) and not isinstance(value, BaseException):
-            continue
-        yield f"{name}.{attribute}", repr(value)
-        if isinstance(value, (bytes, str)):
-            yield (
-                f"{name}.{attribute} as text",
-                (value.decode("utf-8", "replace") if isinstance(value, bytes) else value),
-            )
-        if isinstance(value, Mapping):
-            yield f"{name}.{attribute} items", " ".join(f"{k}: {v}" for k, v in value.items())
-        if isinstance(value, BaseException):
-            yield from error_texts(value, seen)
-    for link in (error.__cause__, error.__context__):
-        if link is not None:
-            yield from error_texts(link, seen)
 
 
 # -- the property -----------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
-from support import closed_port_url, leaks
+from support import closed_port_url, error_texts, leaks
 from yarl import URL
 
 import notify_async.testing._server as server_module
@@ -58,44 +58,6 @@ LIST = "GET /api_keys"
 REGENERATE = "POST /api_keys/regenerate"
 SEND = "POST /send-email"
 TEMPLATE = "POST /send-email-from-template"
-
-
-def _public_attributes(obj: object) -> Iterator[tuple[str, object]]:
-    names = set(getattr(obj, "__dict__", {}))
-    for cls in type(obj).__mro__:
-        names.update(getattr(cls, "__slots__", ()))
-    names.update(name for name in dir(obj) if not name.startswith("_"))
-    for name in sorted(names):
-        if name in ("args", "with_traceback", "add_note") or name.startswith("__"):
-            continue
-        try:
-            value = getattr(obj, name)
-        except Exception:  # noqa: S112 - a property that cannot be read shows nothing
-            continue
-        if not callable(value) or isinstance(value, BaseException):
-            yield name, value
-
-
-def error_texts(error: BaseException, seen: set[int] | None = None) -> Iterator[tuple[str, str]]:
-    """Everything an error shows: str, repr, args, attributes, notes, and its whole chain."""
-    seen = set() if seen is None else seen
-    if id(error) in seen:
-        return
-    seen.add(id(error))
-    name = type(error).__name__
-    yield f"str({name})", str(error)
-    yield f"repr({name})", repr(error)
-    yield f"{name}.args", repr(error.args)
-    for note in getattr(error, "__notes__", ()):
-        yield f"{name} note", str(note)
-    for attribute, value in _public_attributes(error):
-        yield f"{name}.{attribute}", repr(value)
-        if isinstance(value, BaseException):
-            yield from error_texts(value, seen)
-    for link, linked in (("__cause__", error.__cause__), ("__context__", error.__context__)):
-        if linked is not None:
-            yield f"{name}.{link}", repr(linked)
-            yield from error_texts(linked, seen)
 
 
 class Audit:

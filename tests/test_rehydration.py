@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from support import wait_until
+from support import CountingProvider, wait_until
 
 from notify_async import (
     AuthenticationError,
@@ -38,23 +38,6 @@ WATCH_TASK = "notify-async credential watch"
 def prefix_of(key: str) -> str:
     """The prefix Notify lists for a key, and the only part of it the client may show."""
     return key[:8] + "..."
-
-
-class CountingProvider:
-    """A writable provider whose key the test controls; it counts loads and records stores."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.loads = 0
-        self.stored: list[str] = []
-
-    async def load(self) -> str:
-        self.loads += 1
-        return self.key
-
-    async def store(self, key: str) -> None:
-        self.stored.append(key)
-        self.key = key
 
 
 class PublishedLate:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from support import CountingProvider
 
 from notify_async import (
     CallableKeyProvider,
@@ -33,23 +34,6 @@ from notify_async.testing import Fault, LocalNotifyServer
 SEND = "POST /send-email"
 LIST = "GET /api_keys"
 REGENERATE = "POST /api_keys/regenerate"
-
-
-class MemoryProvider:
-    """A writable provider in memory; it counts loads and records stores."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.loads = 0
-        self.stored: list[str] = []
-
-    async def load(self) -> str:
-        self.loads += 1
-        return self.key
-
-    async def store(self, key: str) -> None:
-        self.stored.append(key)
-        self.key = key
 
 
 async def until(condition: Callable[[], bool], *, within: float = 10.0) -> None:
@@ -145,7 +129,7 @@ async def test_a_401_that_arrives_after_two_rotations_replays_until_the_live_key
     # A request goes out with K1 and waits at the server; meanwhile the key moves K1 -> K2
     # (the client adopts K2) -> K3 (published). The 401 for K1 must end on K3, not on K2.
     k1 = notify_server.api_key
-    provider = MemoryProvider(k1)
+    provider = CountingProvider(k1)
     async with NotifyClient(
         credentials=provider, base_url=notify_server.base_url, rotation_grace=0
     ) as client:
@@ -170,7 +154,7 @@ async def test_a_401_that_arrives_after_two_rotations_replays_until_the_live_key
 async def test_a_request_rejected_during_this_clients_own_regenerate_waits_for_its_key(
     notify_server: LocalNotifyServer,
 ) -> None:
-    provider = MemoryProvider(notify_server.api_key)
+    provider = CountingProvider(notify_server.api_key)
     async with NotifyClient(
         credentials=provider, base_url=notify_server.base_url, rotation_grace=0
     ) as client:
@@ -200,7 +184,7 @@ async def test_a_request_rejected_during_this_clients_own_regenerate_waits_for_i
 async def test_two_rotates_at_once_with_50_sends_in_flight_make_one_regenerate(
     notify_server: LocalNotifyServer,
 ) -> None:
-    provider = MemoryProvider(notify_server.api_key)
+    provider = CountingProvider(notify_server.api_key)
     async with NotifyClient(
         credentials=provider, base_url=notify_server.base_url, rotation_grace=0
     ) as client:
@@ -230,7 +214,7 @@ async def test_two_rotates_at_once_with_50_sends_in_flight_make_one_regenerate(
 async def test_a_slow_or_stuck_hook_delays_neither_store_nor_requests(
     notify_server: LocalNotifyServer, hook_seconds: float | None
 ) -> None:
-    provider = MemoryProvider(notify_server.api_key)
+    provider = CountingProvider(notify_server.api_key)
     started = asyncio.Event()
     never = asyncio.Event()
 
@@ -324,7 +308,7 @@ async def test_cancelling_rotate_during_store_still_stores_the_new_key(
     storing = asyncio.Event()
     release = asyncio.Event()
 
-    class SlowStore(MemoryProvider):
+    class SlowStore(CountingProvider):
         async def store(self, key: str) -> None:
             storing.set()
             await release.wait()
@@ -401,7 +385,7 @@ async def test_a_key_published_late_in_a_long_grace_window_is_picked_up_within_a
 async def test_a_key_with_a_forbidden_character_is_a_credential_error_at_reload(
     notify_server: LocalNotifyServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    provider = MemoryProvider(notify_server.api_key)
+    provider = CountingProvider(notify_server.api_key)
     async with NotifyClient(
         credentials=provider, base_url=notify_server.base_url, rotation_grace=0
     ) as client:
@@ -426,7 +410,7 @@ async def test_a_key_with_a_forbidden_character_is_a_credential_error_at_reload(
 async def test_an_unusable_regenerated_key_is_never_adopted_or_stored(
     notify_server: LocalNotifyServer, new_key: str
 ) -> None:
-    provider = MemoryProvider(notify_server.api_key)
+    provider = CountingProvider(notify_server.api_key)
     async with NotifyClient(
         credentials=provider, base_url=notify_server.base_url, rotation_grace=0
     ) as client:
@@ -505,7 +489,7 @@ async def test_rotate_right_after_someone_else_rotated_adopts_their_key(
 ) -> None:
     # The operator rotated and published; this client's regenerate, sent with the dead key,
     # gets a 401. It must take the published key, not wait on itself or rotate again.
-    provider = MemoryProvider(notify_server.api_key)
+    provider = CountingProvider(notify_server.api_key)
     async with NotifyClient(
         credentials=provider, base_url=notify_server.base_url, rotation_grace=1, timeout=4
     ) as client:
@@ -565,7 +549,7 @@ async def test_compare_and_rotate_reads_the_store_afresh_under_the_lease(
 async def test_close_lets_a_cancelled_rotation_finish_storing(
     notify_server: LocalNotifyServer, slow: str
 ) -> None:
-    class SlowStore(MemoryProvider):
+    class SlowStore(CountingProvider):
         async def store(self, key: str) -> None:
             await asyncio.sleep(0.5 if slow == "store" else 0)
             await super().store(key)
@@ -587,7 +571,7 @@ async def test_close_lets_a_cancelled_rotation_finish_storing(
 async def test_two_rotates_before_the_first_load_make_one_regenerate(
     notify_server: LocalNotifyServer,
 ) -> None:
-    provider = MemoryProvider(notify_server.api_key)
+    provider = CountingProvider(notify_server.api_key)
     client = NotifyClient(credentials=provider, base_url=notify_server.base_url)
     try:
         first, second = await asyncio.gather(client.api_keys.rotate(), client.api_keys.rotate())
@@ -602,7 +586,7 @@ async def test_the_hook_hears_of_a_rotated_key_only_after_it_is_stored(
     notify_server: LocalNotifyServer,
 ) -> None:
     stored_when_told: list[bool] = []
-    provider = MemoryProvider(notify_server.api_key)
+    provider = CountingProvider(notify_server.api_key)
 
     async def hook(prefix: str) -> None:
         stored_when_told.append(
@@ -611,7 +595,7 @@ async def test_the_hook_hears_of_a_rotated_key_only_after_it_is_stored(
 
     async def slow_store(key: str) -> None:
         await asyncio.sleep(0.2)
-        await MemoryProvider.store(provider, key)
+        await CountingProvider.store(provider, key)
 
     provider.store = slow_store  # type: ignore[method-assign]
     async with NotifyClient(
@@ -629,7 +613,7 @@ async def test_the_hook_hears_of_a_rotated_key_only_after_it_is_stored(
 async def test_a_store_failure_after_the_caller_was_cancelled_is_logged(
     notify_server: LocalNotifyServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    class FailingStore(MemoryProvider):
+    class FailingStore(CountingProvider):
         async def store(self, key: str) -> None:
             await asyncio.sleep(0.3)
             raise OSError("the secret store is read-only")
