@@ -7,6 +7,11 @@ the file is rewritten atomically; the old key is rejected from that moment on.
 
 A request counts as *affected* when it received a 401 and was replayed: an aiohttp trace
 hook marks it through a context variable, since each request runs in its own task.
+
+``run_overlapping`` is the overlapping-rotations case: 2,000 requests, and the operator
+rotates three times while they run (after 100, 150 and 200 have completed), so that a
+rotation lands while the client still recovers from the one before. Target: 0 failures
+and at most 4 provider loads.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from notify_async import FileKeyProvider, NotifyClient
 
 REQUESTS = 1_000
 ROTATE_AFTER = 100
+OVERLAPPING_REQUESTS = 2_000
+OVERLAPPING_ROTATE_AFTER = (100, 150, 200)
 
 
 class _Outcome:
@@ -165,4 +172,61 @@ async def _fire(client: NotifyClient, rotator: asyncio.subprocess.Process) -> di
         "unaffected_p50_ms": percentile(others, 0.50),
         "unaffected_p99_ms": percentile(others, 0.99),
         "storm_ms": (finished - started) * 1e3,
+    }
+
+
+async def run_overlapping(*, repeats: int) -> list[dict[str, Any]]:
+    """Three operator rotations during 2,000 requests; failures, loads, p99 latency."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="notify-bench-") as folder:
+        key_file = Path(folder) / "overlapping.key"
+        async with ServerProcess(keys=3, key_file=key_file) as server:
+            results.extend(
+                [{"run": n, **await _overlapping(server, key_file)} for n in range(1, repeats + 1)]
+            )
+    return results
+
+
+async def _overlapping(server: ServerProcess, key_file: Path) -> dict[str, Any]:
+    control = server.control
+    async with NotifyClient(
+        credentials=FileKeyProvider(key_file), base_url=server.base_url
+    ) as client:
+        await drive(client.api_keys.list, 200, 50)  # the pool is full, the key loaded
+        await control.reset()
+        loads_before = client.key_loads
+        done = 0
+        rotations: list[asyncio.Task[object]] = []
+        latencies: list[float] = []
+
+        async def one(index: int) -> None:
+            nonlocal done
+            started = time.perf_counter()
+            try:
+                if index % 2:
+                    await client.emails.send(to="ada@example.com", subject="Storm", message="hi")
+                else:
+                    await client.api_keys.list()
+            finally:
+                latencies.append((time.perf_counter() - started) * 1e3)
+                done += 1
+                if done in OVERLAPPING_ROTATE_AFTER:
+                    # The server rotates and rewrites the key file in one step.
+                    rotations.append(asyncio.ensure_future(control.rotate()))
+
+        tasks = [asyncio.create_task(one(i)) for i in range(OVERLAPPING_REQUESTS)]
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*rotations)
+        loads = client.key_loads - loads_before
+    state = await control.state(include_emails=False)
+    failures = [r for r in outcomes if isinstance(r, BaseException)]
+    return {
+        "requests": OVERLAPPING_REQUESTS,
+        "rotations": len(rotations),
+        "failed_requests": len(failures),
+        "failure_types": sorted({type(f).__name__ for f in failures}),
+        "provider_loads": loads,
+        "absorbed_401s": state["auth_failures"],
+        "p50_ms": percentile(latencies, 0.50),
+        "p99_ms": percentile(latencies, 0.99),
     }
