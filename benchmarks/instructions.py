@@ -21,16 +21,16 @@ from typing import Any
 from benchmarks._server import ServerProcess
 
 VARIANTS = ("notify-async", "raw aiohttp", "naive wrapper")
-# (call, keys in the account, requests of the small and the large run): fewer requests for
-# the big answers, which cost callgrind minutes each.
+# (call, keys in the account, warm-up requests, requests of the small and the large run):
+# fewer for the big answers, which cost callgrind minutes each. The warm-up is the same in
+# both runs of a case, so that their difference cancels it.
 CASES = (
-    ("list", 3, 200, 1_200),
-    ("list", 100, 20, 120),
-    ("list", 1_000, 5, 25),
-    ("send", 3, 200, 1_200),
+    ("list", 3, 100, 200, 1_200),
+    ("list", 100, 50, 20, 120),
+    ("list", 1_000, 10, 4, 16),
+    ("send", 3, 100, 200, 1_200),
 )
 CONCURRENCY = 50
-WARMUP = 60  # the same in every run, so that the difference of two runs cancels it
 BASELINE = "raw aiohttp"
 
 
@@ -40,14 +40,14 @@ async def run() -> dict[str, Any]:
     if valgrind is None:
         return {"skipped": "valgrind is not on the PATH (apt-get install valgrind)"}
     rows: list[dict[str, Any]] = []
-    for call, keys, small_n, large_n in CASES:
+    for call, keys, warmup, small_n, large_n in CASES:
         async with ServerProcess(keys=keys) as server:
             counts = {}
             # The naive wrapper only where it is compared: 3 keys.
             variants = VARIANTS if keys == 3 else VARIANTS[:2]
             for variant in variants:
-                small = await _count(valgrind, variant, call, small_n, server)
-                large = await _count(valgrind, variant, call, large_n, server)
+                small = await _count(valgrind, variant, call, warmup, small_n, server)
+                large = await _count(valgrind, variant, call, warmup, large_n, server)
                 counts[variant] = (large - small) / (large_n - small_n)
                 await server.control.reset()  # keep the server's email log small
             rows.extend(
@@ -65,7 +65,9 @@ async def run() -> dict[str, Any]:
     return {"rows": rows}
 
 
-async def _count(valgrind: str, variant: str, call: str, requests: int, server: Any) -> int:
+async def _count(
+    valgrind: str, variant: str, call: str, warmup: int, requests: int, server: Any
+) -> int:
     process = await asyncio.create_subprocess_exec(
         valgrind,
         "--tool=callgrind",
@@ -76,6 +78,7 @@ async def _count(valgrind: str, variant: str, call: str, requests: int, server: 
         "--child",
         variant,
         call,
+        str(warmup),
         str(requests),
         server.base_url,
         server.api_key,
@@ -89,7 +92,9 @@ async def _count(valgrind: str, variant: str, call: str, requests: int, server: 
     return int(collected.group(1))
 
 
-async def _child(variant: str, call: str, requests: int, base_url: str, api_key: str) -> None:
+async def _child(
+    variant: str, call: str, warmup: int, requests: int, base_url: str, api_key: str
+) -> None:
     from benchmarks._clients import NaiveWrapper, NotifyVariant, RawAiohttp  # noqa: PLC0415
     from benchmarks._stats import drive  # noqa: PLC0415
 
@@ -102,7 +107,7 @@ async def _child(variant: str, call: str, requests: int, base_url: str, api_key:
         client = NaiveWrapper(base_url, api_key)
     method = client.list_keys if call == "list" else client.send
     try:
-        await drive(method, WARMUP, CONCURRENCY)
+        await drive(method, warmup, CONCURRENCY)
         await drive(method, requests, CONCURRENCY)
     finally:
         await client.aclose()
@@ -128,10 +133,10 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    """``--child VARIANT CALL N URL KEY`` runs one counted child; no arguments runs all."""
+    """``--child VARIANT CALL WARMUP N URL KEY`` runs one counted child; no arguments, all."""
     if sys.argv[1:2] == ["--child"]:
-        variant, call, requests, base_url, api_key = sys.argv[2:7]
-        asyncio.run(_child(variant, call, int(requests), base_url, api_key))
+        variant, call, warmup, requests, base_url, api_key = sys.argv[2:8]
+        asyncio.run(_child(variant, call, int(warmup), int(requests), base_url, api_key))
         return
     print(markdown(asyncio.run(run())))
 

@@ -118,7 +118,9 @@ def _generate(model: type[Any], *, many: bool) -> Callable[[Any], Any]:
     )
     wire = _WIRE_NAMES.get(model, {})
     attrs.resolve_types(model)  # the annotations are strings (from __future__ import annotations)
-    stores, checks = [], []
+    stores: list[str] = []
+    checks: list[str] = []
+    fixes: list[str] = []
     for field in attrs.fields(model):
         name, key = field.name, wire.get(field.name, field.name)
         if field.default is attrs.NOTHING:
@@ -126,7 +128,10 @@ def _generate(model: type[Any], *, many: bool) -> Callable[[Any], Any]:
         else:
             read = f"v.get({key!r}, _default_{name})"
         if field.type is datetime:
-            stores.append(f"o.{name} = _aware(_fromisoformat({read}))")
+            stores.append(f"o.{name} = _fromisoformat({read})")
+            # Inline, not a call to _aware: this runs twice per listed key.
+            fixes.append(f"if o.{name}.tzinfo is None:")
+            fixes.append(f"    o.{name} = o.{name}.replace(tzinfo=_utc)")
         else:
             stores.append(f"o.{name} = {read}")
             checks.append(f"type(o.{name}) is not {_JSON_TYPES[field.type]}")
@@ -137,6 +142,7 @@ def _generate(model: type[Any], *, many: bool) -> Callable[[Any], Any]:
         *stores,
         f"if {' or '.join(checks)}:" if checks else "if False:",
         "    raise _Refused",
+        *fixes,
         "o.__class__ = _model",
     ]
     if many:
@@ -149,7 +155,7 @@ def _generate(model: type[Any], *, many: bool) -> Callable[[Any], Any]:
         "_new": object.__new__,
         "_building": building,
         "_model": model,
-        "_aware": _aware,
+        "_utc": timezone.utc,
         "_fromisoformat": _fromisoformat,
         "_Refused": _Refused,
         **{
