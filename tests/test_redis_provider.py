@@ -1,9 +1,9 @@
 """RedisKeyProvider against a real redis-server: a rotation reaches the fleet before a 401.
 
-Every test starts its own ``redis-server`` on a free port of 127.0.0.1 (see
-``tests/redis_server.py``), and talks HTTP to the local Notify server in this process, which
-counts the 401s it serves. The fleet tests run real worker processes. The module is skipped
-only when the ``redis-server`` binary is missing; ``.ci/run`` installs it.
+Every test starts its own ``redis-server`` on a free port of 127.0.0.1
+(``notify_async.testing.RedisServer``), and talks HTTP to the local Notify server in this
+process, which counts the 401s it serves. The fleet tests run real worker processes. The
+module is skipped only when the ``redis-server`` binary is missing; ``.ci/run`` installs it.
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis_server import RedisServer
 
 import notify_async.testing
 from notify_async import CredentialError, NotifyClient
 from notify_async._credentials import redact
 from notify_async.contrib.redis import RedisKeyProvider
-from notify_async.testing import LocalNotifyServer
+from notify_async.testing import LocalNotifyServer, RedisServer
 
 if shutil.which("redis-server") is None:
     pytest.skip(
