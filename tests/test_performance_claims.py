@@ -48,6 +48,7 @@ def test_the_performance_doc_reports_every_target_as_met_or_missed() -> None:
     doc = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
     targets = doc.split("### Targets", 1)[1].split("###", 1)[0]
     rows = [line for line in targets.splitlines() if line.startswith("| ") and "Goal" not in line]
+    rows = [row for row in rows if not row.startswith("| ---")]
     assert len(rows) >= 6
     for row in rows:
         assert row.rstrip().endswith(("| met |", "| **missed** |")), row
