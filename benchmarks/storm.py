@@ -1,5 +1,8 @@
 """The rotation storm: 1,000 requests in flight while another process rotates the key.
 
+This module is the one implementation of the storm: ``fire`` starts the requests and has the
+rotation happen, and ``benchmarks/redis_storm.py`` runs it with other providers.
+
 One ``NotifyClient`` reads its key from a file (``FileKeyProvider``), as a fleet sharing
 a secret mount does. Half of the requests list the keys, half send an email. Once the
 first 100 have completed, a child process (``benchmarks._rotator``) rotates the key and
@@ -22,6 +25,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -62,6 +66,13 @@ async def _on_request_end(
         outcome.saw_401 = True
 
 
+def trace_config() -> aiohttp.TraceConfig:
+    """Tracing that marks a request of ``fire`` as affected when it got a 401."""
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(_on_request_end)
+    return trace
+
+
 async def run(
     *, repeats: int, modes: tuple[str, ...] = ("operator", "worker")
 ) -> list[dict[str, Any]]:
@@ -79,9 +90,7 @@ async def run(
 
 async def _storm(mode: str, server: ServerProcess, key_file: Path) -> dict[str, Any]:
     assert server.control is not None
-    trace = aiohttp.TraceConfig()
-    trace.on_request_end.append(_on_request_end)
-    session = aiohttp.ClientSession(trace_configs=[trace])
+    session = aiohttp.ClientSession(trace_configs=[trace_config()])
     client = NotifyClient(
         credentials=FileKeyProvider(key_file), base_url=server.base_url, session=session
     )
@@ -104,7 +113,7 @@ async def _storm(mode: str, server: ServerProcess, key_file: Path) -> dict[str, 
             assert (await rotator.stdout.readline()).strip() == b"ready"
             await server.control.reset()
             loads_before = client.key_loads
-            measured = await _fire(client, rotator)
+            measured = await fire(client, tell(rotator))
             loads = client.key_loads - loads_before
         rotation = json.loads(await rotator.stdout.readline())
         state = await server.control.state(include_emails=False)
@@ -123,9 +132,12 @@ async def _storm(mode: str, server: ServerProcess, key_file: Path) -> dict[str, 
     }
 
 
-async def _fire(client: NotifyClient, rotator: asyncio.subprocess.Process) -> dict[str, Any]:
-    """Start the requests, have the rotator rotate once enough are done, wait for all."""
-    assert rotator.stdin is not None
+async def fire(client: NotifyClient, go: Callable[[], Awaitable[object]] | None) -> dict[str, Any]:
+    """Start REQUESTS at once (half list, half send); call ``go`` after ROTATE_AFTER are done.
+
+    ``go`` tells whoever rotates to rotate now; without it, the rotation happened before.
+    The client's session must trace with ``trace_config()`` for *affected* to be counted.
+    """
     outcomes = [_Outcome() for _ in range(REQUESTS)]
     done = 0
     enough_done = asyncio.Event()
@@ -149,10 +161,11 @@ async def _fire(client: NotifyClient, rotator: asyncio.subprocess.Process) -> di
 
     started = time.perf_counter()
     tasks = [asyncio.create_task(one(i, o)) for i, o in enumerate(outcomes)]
-    await enough_done.wait()
-    rotation_requested = time.perf_counter()
-    rotator.stdin.write(b"go\n")
-    await rotator.stdin.drain()
+    rotation_requested = started
+    if go is not None:
+        await enough_done.wait()
+        rotation_requested = time.perf_counter()
+        await go()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     finished = time.perf_counter()
 
@@ -173,6 +186,17 @@ async def _fire(client: NotifyClient, rotator: asyncio.subprocess.Process) -> di
         "unaffected_p99_ms": percentile(others, 0.99),
         "storm_ms": (finished - started) * 1e3,
     }
+
+
+def tell(rotator: asyncio.subprocess.Process) -> Callable[[], Awaitable[None]]:
+    """A ``go`` for ``fire``: one line on the rotator process's stdin."""
+
+    async def go() -> None:
+        assert rotator.stdin is not None
+        rotator.stdin.write(b"go\n")
+        await rotator.stdin.drain()
+
+    return go
 
 
 async def run_overlapping(*, repeats: int) -> list[dict[str, Any]]:
