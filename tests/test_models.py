@@ -83,6 +83,36 @@ def parsed(parser: Parser[Any], value: object) -> Any:
         return None
 
 
+@settings(max_examples=500)
+@given(st.lists(any_keys, max_size=3))
+def test_the_parser_accepts_exactly_what_the_detailed_converter_accepts(
+    items: list[Any],
+) -> None:
+    # filterwarnings = error: the warning for a disagreement would fail this test too.
+    assert parsed(parse_keys, items) == detailed(items, list[ApiKey])
+
+
+@settings(max_examples=300)
+@given(
+    st.dictionaries(st.sampled_from(["success", "message", "other"]), field_values | st.booleans())
+    | json_scalars
+)
+def test_the_send_result_parser_agrees_with_the_detailed_converter(value: Any) -> None:
+    assert parsed(parse_result, value) == detailed(value, SendEmailResult)
+
+
+@settings(max_examples=300)
+@given(well_formed_keys)
+def test_a_well_formed_key_gives_an_exact_aware_api_key(value: dict[str, Any]) -> None:
+    (key,) = parse_keys([value])
+    assert type(key) is ApiKey
+    assert key == detailed(value, ApiKey)
+    assert key.created_at.tzinfo is not None
+    assert key.updated_at.tzinfo is not None
+    with pytest.raises(AttributeError):
+        key.name = "changed"  # type: ignore[misc]
+
+
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(json_keys, min_size=1, max_size=40), st.randoms(use_true_random=False))
 def test_a_thousand_key_answer_structures_into_the_detailed_converters_keys(
