@@ -2,10 +2,10 @@
 
 CPU time on this shared 2-core machine swings by tens of percent from round to round;
 the number of instructions the client process executes for the same work does not. Each
-variant makes ``SMALL`` and then ``LARGE`` requests at concurrency 50 in a child process
-run under ``valgrind --tool=callgrind``; the difference divided by ``LARGE - SMALL`` is
-its instructions per request, with interpreter start-up, imports and warm-up cancelled
-out. The server runs in its own process, uncounted.
+variant makes a small and then a large number of requests (``CASES``) at concurrency 50 in
+a child process run under ``valgrind --tool=callgrind``; the difference divided by the
+difference of the counts is its instructions per request, with interpreter start-up,
+imports and warm-up cancelled out. The server runs in its own process, uncounted.
 
 Run alone: ``python -m benchmarks.instructions`` (needs valgrind on the PATH).
 """
@@ -21,10 +21,16 @@ from typing import Any
 from benchmarks._server import ServerProcess
 
 VARIANTS = ("notify-async", "raw aiohttp", "naive wrapper")
-CALLS = ("list", "send")
+# (call, keys in the account, warm-up requests, requests of the small and the large run):
+# fewer for the big answers, which cost callgrind minutes each. The warm-up is the same in
+# both runs of a case, so that their difference cancels it.
+CASES = (
+    ("list", 3, 100, 200, 1_200),
+    ("list", 100, 50, 20, 120),
+    ("list", 1_000, 10, 4, 16),
+    ("send", 3, 100, 200, 1_200),
+)
 CONCURRENCY = 50
-WARMUP = 200
-SMALL, LARGE = 200, 1_200
 BASELINE = "raw aiohttp"
 
 
@@ -34,28 +40,34 @@ async def run() -> dict[str, Any]:
     if valgrind is None:
         return {"skipped": "valgrind is not on the PATH (apt-get install valgrind)"}
     rows: list[dict[str, Any]] = []
-    async with ServerProcess(keys=3) as server:
-        for call in CALLS:
+    for call, keys, warmup, small_n, large_n in CASES:
+        async with ServerProcess(keys=keys) as server:
             counts = {}
-            for variant in VARIANTS:
-                small = await _count(valgrind, variant, call, SMALL, server)
-                large = await _count(valgrind, variant, call, LARGE, server)
-                counts[variant] = (large - small) / (LARGE - SMALL)
+            # The naive wrapper only where it is compared: 3 keys.
+            variants = VARIANTS if keys == 3 else VARIANTS[:2]
+            for variant in variants:
+                small = await _count(valgrind, variant, call, warmup, small_n, server)
+                large = await _count(valgrind, variant, call, warmup, large_n, server)
+                counts[variant] = (large - small) / (large_n - small_n)
                 await server.control.reset()  # keep the server's email log small
             rows.extend(
                 {
                     "call": call,
+                    "keys": keys,
                     "concurrency": CONCURRENCY,
                     "client": variant,
                     "instructions_per_request": counts[variant],
                     "ratio_to_raw": counts[variant] / counts[BASELINE],
+                    "requests": [small_n, large_n],
                 }
-                for variant in VARIANTS
+                for variant in variants
             )
-    return {"rows": rows, "small": SMALL, "large": LARGE}
+    return {"rows": rows}
 
 
-async def _count(valgrind: str, variant: str, call: str, requests: int, server: Any) -> int:
+async def _count(
+    valgrind: str, variant: str, call: str, warmup: int, requests: int, server: Any
+) -> int:
     process = await asyncio.create_subprocess_exec(
         valgrind,
         "--tool=callgrind",
@@ -66,6 +78,7 @@ async def _count(valgrind: str, variant: str, call: str, requests: int, server: 
         "--child",
         variant,
         call,
+        str(warmup),
         str(requests),
         server.base_url,
         server.api_key,
@@ -79,7 +92,9 @@ async def _count(valgrind: str, variant: str, call: str, requests: int, server: 
     return int(collected.group(1))
 
 
-async def _child(variant: str, call: str, requests: int, base_url: str, api_key: str) -> None:
+async def _child(
+    variant: str, call: str, warmup: int, requests: int, base_url: str, api_key: str
+) -> None:
     from benchmarks._clients import NaiveWrapper, NotifyVariant, RawAiohttp  # noqa: PLC0415
     from benchmarks._stats import drive  # noqa: PLC0415
 
@@ -92,7 +107,7 @@ async def _child(variant: str, call: str, requests: int, base_url: str, api_key:
         client = NaiveWrapper(base_url, api_key)
     method = client.list_keys if call == "list" else client.send
     try:
-        await drive(method, WARMUP, CONCURRENCY)
+        await drive(method, warmup, CONCURRENCY)
         await drive(method, requests, CONCURRENCY)
     finally:
         await client.aclose()
@@ -103,24 +118,25 @@ def markdown(results: dict[str, Any]) -> str:
     if "skipped" in results:
         return f"Not measured: {results['skipped']}."
     lines = [
-        "| Call | Concurrency | Client | Instructions per request | × raw aiohttp |",
-        "| --- | ---: | --- | ---: | ---: |",
+        "| Call | Keys | Concurrency | Client | Instructions per request | × raw aiohttp |",
+        "| --- | ---: | ---: | --- | ---: | ---: |",
     ]
     for row in results["rows"]:
         name = f"**{row['client']}**" if row["client"] == "notify-async" else row["client"]
         lines.append(
             f"| `{'api_keys.list' if row['call'] == 'list' else 'emails.send'}` "
-            f"| {row['concurrency']} | {name} | {row['instructions_per_request'] / 1000:,.0f} k "
+            f"| {row['keys'] if row['call'] == 'list' else ''} | {row['concurrency']} "
+            f"| {name} | {row['instructions_per_request'] / 1000:,.0f} k "
             f"| {row['ratio_to_raw']:.3f}× |"
         )
     return "\n".join(lines)
 
 
 def main() -> None:
-    """``--child VARIANT CALL N URL KEY`` runs one counted child; no arguments runs all."""
+    """``--child VARIANT CALL WARMUP N URL KEY`` runs one counted child; no arguments, all."""
     if sys.argv[1:2] == ["--child"]:
-        variant, call, requests, base_url, api_key = sys.argv[2:7]
-        asyncio.run(_child(variant, call, int(requests), base_url, api_key))
+        variant, call, warmup, requests, base_url, api_key = sys.argv[2:8]
+        asyncio.run(_child(variant, call, int(warmup), int(requests), base_url, api_key))
         return
     print(markdown(asyncio.run(run())))
 

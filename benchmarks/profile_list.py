@@ -117,7 +117,7 @@ async def _decompose(requests: int, rounds: int) -> dict[str, float]:
             return await notify.client.request("GET", "/api_keys", policy=RetryPolicy.IDEMPOTENT)
 
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
-            ("raw aiohttp, json()", raw.list_keys),
+            ("raw aiohttp, json.loads(read())", raw.list_keys),
             ("aiohttp called as notify-async calls it", mirrored),
             ("notify-async client.request (no models)", pipeline),
             ("notify-async api_keys.list", notify.list_keys),

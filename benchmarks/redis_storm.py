@@ -5,10 +5,10 @@ Each run has one ``NotifyClient`` (the worker under test) and a second process, 
 worker of the fleet, that calls ``api_keys.rotate()`` with the same kind of provider: it
 stores the new key in the shared file, or in Redis, which announces it. Two shapes:
 
-* ``in flight``: the storm of ``benchmarks/storm.py``. 1,000 requests start at once and the
-  other worker rotates once 100 have completed. Requests that already hold the old key
-  (most of them: they wait for one of the pool's 100 connections) get a 401 whatever the
-  provider; the Redis push only spares those that start after it lands.
+* ``in flight``: the storm of ``benchmarks/storm.py`` (its ``fire``). 1,000 requests start
+  at once and the other worker rotates once 100 have completed. Requests that already
+  hold the old key (most of them: they wait for one of the pool's 100 connections) get a
+  401 whatever the provider; the Redis push only spares those that start after it lands.
 * ``after``: the other worker rotates while this one is idle, then 1,000 requests start at
   once. With a file, every one of them carries the old key and is rejected once; with
   Redis the new key was pushed before the first request, and the target is **0** 401s.
@@ -24,65 +24,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import contextvars
 import json
 import math
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 
+from benchmarks import storm
 from benchmarks._server import ServerProcess
-from benchmarks._stats import drive, median, percentile
+from benchmarks._stats import drive, median
 from notify_async import CredentialProvider, FileKeyProvider, NotifyClient
 from notify_async.contrib.redis import RedisKeyProvider
+from notify_async.testing import RedisServer
 
-REQUESTS = 1_000
-ROTATE_AFTER = 100
 SHAPES = ("in flight", "after")
-
-_saw_401: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
-    "redis_storm_saw_401", default=None
-)
-
-
-class RedisProcess:
-    """``redis-server`` on a free port of 127.0.0.1, without persistence."""
-
-    def __init__(self, folder: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        argv += ["--save", "", "--appendonly", "no", "--dir", str(folder)]
-        self._process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not self._ready():
-            if time.monotonic() > deadline or self._process.poll() is not None:
-                self.stop()
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.01)
-
-    def _ready(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
-                conn.sendall(b"PING\r\n")
-                return conn.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self._process.poll() is None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
 
 
 def _provider(kind: str, key_file: str, redis_url: str) -> CredentialProvider:
@@ -96,7 +56,9 @@ async def run(*, repeats: int) -> list[dict[str, Any]]:
     kinds = ["file", "redis"] if shutil.which("redis-server") else ["file"]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="notify-redis-bench-") as folder:
-        redis = RedisProcess(Path(folder)) if "redis" in kinds else None
+        redis = RedisServer(Path(folder)) if "redis" in kinds else None
+        if redis is not None:
+            redis.start()
         try:
             async with contextlib.AsyncExitStack() as stack:
                 # A server per provider: each rotation must reach only that provider's store.
@@ -124,9 +86,7 @@ async def _storm(
     kind: str, shape: str, server: ServerProcess, key_file: str, redis_url: str
 ) -> dict[str, Any]:
     assert server.control is not None
-    trace = aiohttp.TraceConfig()
-    trace.on_request_end.append(_on_request_end)
-    session = aiohttp.ClientSession(trace_configs=[trace])
+    session = aiohttp.ClientSession(trace_configs=[storm.trace_config()])
     switched_at: list[float] = []
 
     async def on_key_change(prefix: str) -> None:
@@ -159,12 +119,11 @@ async def _storm(
             await server.control.reset()
             loads_before = client.key_loads
             if shape == "after":
-                rotator.stdin.write(b"go\n")
-                await rotator.stdin.drain()
+                await storm.tell(rotator)()
                 rotation = json.loads(await rotator.stdout.readline())
-                measured = await _fire(client, None)
+                measured = await storm.fire(client, None)
             else:
-                measured = await _fire(client, rotator.stdin)
+                measured = await storm.fire(client, storm.tell(rotator))
                 rotation = json.loads(await rotator.stdout.readline())
             loads = client.key_loads - loads_before
         state = await server.control.state(include_emails=False)
@@ -179,59 +138,12 @@ async def _storm(
     return {
         "provider": kind,
         "shape": shape,
-        "requests": REQUESTS,
+        "requests": storm.REQUESTS,
         "absorbed_401s": state["auth_failures"],
         "provider_loads": loads,
         **measured,
         "switch_ms": (switched_at[-1] - rotation["adopted_at"]) * 1e3 if switched_at else None,
         "emails_recorded": state["emails_count"],
-    }
-
-
-async def _on_request_end(
-    session: aiohttp.ClientSession,
-    context: SimpleNamespace,
-    params: aiohttp.TraceRequestEndParams,
-) -> None:
-    marker = _saw_401.get()
-    if marker is not None and params.response.status == 401:
-        marker[0] = True
-
-
-async def _fire(client: NotifyClient, go: asyncio.StreamWriter | None) -> dict[str, Any]:
-    """Send REQUESTS at once (half list, half send); tell the rotator to go after 100."""
-    done = 0
-    enough_done = asyncio.Event()
-    latencies: list[tuple[float, bool]] = []
-
-    async def one(index: int) -> None:
-        nonlocal done
-        marker = [False]
-        _saw_401.set(marker)
-        started = time.perf_counter()
-        try:
-            if index % 2:
-                await client.emails.send(to="ada@example.com", subject="Storm", message="hi")
-            else:
-                await client.api_keys.list()
-        finally:
-            latencies.append(((time.perf_counter() - started) * 1e3, marker[0]))
-            done += 1
-            if done == ROTATE_AFTER:
-                enough_done.set()
-
-    tasks = [asyncio.create_task(one(index)) for index in range(REQUESTS)]
-    if go is not None:
-        await enough_done.wait()
-        go.write(b"go\n")
-        await go.drain()
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    affected = [ms for ms, saw_401 in latencies if saw_401]
-    return {
-        "failed_requests": sum(isinstance(result, BaseException) for result in results),
-        "affected_requests": len(affected),
-        "affected_p50_ms": percentile(affected, 0.50),
-        "affected_p99_ms": percentile(affected, 0.99),
     }
 
 

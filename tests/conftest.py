@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -9,7 +11,20 @@ import aiohttp
 import aioresponses.core
 import pytest
 
+from notify_async.testing import RedisServer
+
 pytest_plugins = ["notify_async.testing.pytest_plugin"]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A started redis-server on a free port, stopped after the test."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 # aioresponses 0.7.9 builds ClientResponse without the `stream_writer` argument that

@@ -1,9 +1,7 @@
-"""A real redis-server for the Redis provider tests, and the worker process they drive.
+"""The worker process that the Redis provider tests drive.
 
-``RedisServer`` runs ``redis-server`` on a free port of 127.0.0.1 with persistence off, and
-can stop and restart it on the same port. ``.ci/run`` installs the binary when missing.
-
-Run as a script, this module is one worker of a fleet::
+The redis-server they run is ``notify_async.testing.RedisServer``; ``.ci/run`` installs the
+binary when missing. Run as a script, this module is one worker of a fleet::
 
     python tests/redis_server.py BASE_URL REDIS_URL NAME
 
@@ -26,88 +24,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
-import subprocess
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
 from notify_async import NotifyClient, NotifyError
 from notify_async.contrib.redis import RedisKeyProvider
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class RedisServer:
-    """One ``redis-server`` process on 127.0.0.1, without persistence, that can restart."""
-
-    def __init__(self, directory: Path, binary: str = "redis-server") -> None:
-        self.directory = directory
-        self.binary = binary
-        self.port = free_port()
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """The URL a client connects with."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        """Start the server and return once it answers PING."""
-        log = (self.directory / "redis.log").open("ab")
-        with log:
-            self._process = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell
-                [
-                    self.binary,
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.directory),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 10
-        while not self._answers_ping():
-            if self._process.poll() is not None:
-                raise RuntimeError(f"redis-server exited: see {self.directory / 'redis.log'}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not answer PING within 10 s")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM) and wait for it; its data is gone."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            process.wait(timeout=10)
-
-    def restart(self) -> None:
-        """Stop the server and start a new, empty one on the same port."""
-        self.stop()
-        self.start()
-
-    def _answers_ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
-                conn.sendall(b"PING\r\n")
-                return conn.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
 
 # -- the worker process ---------------------------------------------------------------------
 

@@ -18,20 +18,19 @@ import re
 import ssl
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trustme
 from aiohttp import web
-from redis_server import RedisServer
 
 import notify_async
 import notify_async._cli
 from notify_async._cli import EXIT_CODES, main
 from notify_async._credentials import redact
 from notify_async.contrib.redis import RedisKeyProvider
-from notify_async.testing import Fault, LocalNotifyServer
+from notify_async.testing import Fault, LocalNotifyServer, RedisServer
 
 PROJECT_ROOT = Path(notify_async.__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).with_name("notify-async")
@@ -507,16 +506,6 @@ async def test_cacert_that_is_not_a_certificate_is_a_bad_argument(tmp_path: Path
 
 
 # -- keys rotate --redis-url --------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_keys_rotate_redis_url_rotates_the_fleets_key_in_redis(

@@ -10,15 +10,13 @@ no send may fail, on any worker: the server's record equals the sends issued.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis_server import RedisServer
 from support import REGENERATE, Worker, everyone, running
 
 from notify_async.contrib.redis import RedisKeyProvider
-from notify_async.testing import LocalNotifyServer
+from notify_async.testing import LocalNotifyServer, RedisServer
 
 ROUNDS = 3
 
@@ -82,17 +80,6 @@ asyncio.run(main())
 def publish(key_file: Path, key: str) -> None:
     """Write the fleet's first key, as an operator does once."""
     key_file.write_text(key)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A started redis-server on a free port, stopped after the test."""
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("workers", [2, 3])

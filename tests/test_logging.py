@@ -23,7 +23,9 @@ from notify_async.testing import LocalNotifyServer
 
 async def main() -> None:
     async with LocalNotifyServer() as server:
-        async with NotifyClient(server.api_key, base_url=server.base_url) as client:
+        async with NotifyClient(
+            server.api_key, base_url=server.base_url, rotation_grace=0
+        ) as client:
             await client.api_keys.list()
             server.rotate()  # the client's key dies; StaticKeyProvider cannot reload it
             try:

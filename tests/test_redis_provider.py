@@ -1,9 +1,9 @@
 """RedisKeyProvider against a real redis-server: a rotation reaches the fleet before a 401.
 
-Every test starts its own ``redis-server`` on a free port of 127.0.0.1 (see
-``tests/redis_server.py``), and talks HTTP to the local Notify server in this process, which
-counts the 401s it serves. The fleet tests run real worker processes. The module is skipped
-only when the ``redis-server`` binary is missing; ``.ci/run`` installs it.
+Every test starts its own ``redis-server`` on a free port of 127.0.0.1
+(``notify_async.testing.RedisServer``), and talks HTTP to the local Notify server in this
+process, which counts the 401s it serves. The fleet tests run real worker processes. The
+module is skipped only when the ``redis-server`` binary is missing; ``.ci/run`` installs it.
 """
 
 from __future__ import annotations
@@ -19,19 +19,18 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis_server import RedisServer
 from support import Worker, everyone, running, subprocess_env, wait_until
 
 from notify_async import CredentialError, NotifyClient
 from notify_async._credentials import LeasingCredentialProvider, redact
 from notify_async.contrib.redis import RedisKeyProvider
-from notify_async.testing import LocalNotifyServer
+from notify_async.testing import LocalNotifyServer, RedisServer
 
 if shutil.which("redis-server") is None:
     pytest.skip(
@@ -42,17 +41,6 @@ if shutil.which("redis-server") is None:
 REDIS_KEY = "notify:api_key"
 CHANNEL = "notify:api_key:changed"
 WORKER_SCRIPT = Path(__file__).with_name("redis_server.py")
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A started redis-server on a free port, stopped after the test."""
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -16,11 +16,13 @@ With pytest, ``pytest_plugins = ["notify_async.testing.pytest_plugin"]`` provide
 ``notify_server`` fixture; ``instant_retries`` makes the client's retry waits zero.
 ``python -m notify_async.testing`` runs the server in its own process (``ServerProcess``
 starts and stops it from Python), and ``ControlClient`` drives it from another one.
+``RedisServer`` runs a real ``redis-server`` for code that uses ``RedisKeyProvider``.
 See ``docs/testing.md``.
 """
 
 from notify_async._retry import instant_retries
 from notify_async.testing._process import ServerProcess
+from notify_async.testing._redis import RedisServer
 from notify_async.testing._server import (
     ROUTES,
     AcceptedEmail,
@@ -36,6 +38,7 @@ __all__ = [
     "ControlClient",
     "Fault",
     "LocalNotifyServer",
+    "RedisServer",
     "ServerProcess",
     "StoredKey",
     "instant_retries",
