@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["Emails", "check_recipient"]
 
+import re
 from collections.abc import Mapping
 
 from ._errors import outcome_unknown
@@ -141,6 +142,12 @@ def _text(field: str, value: object) -> str:
 _SEPARATORS = {",": "a comma", ";": "a semicolon"}
 
 
+# Exactly the values the checks below accept: one @ with text on both sides, and none of
+# whitespace, a comma, a semicolon or an angle bracket. Anything else goes through the
+# checks one by one, which say what is wrong with it.
+_ONE_ADDRESS = re.compile(r"[^\s@,;<>]+@[^\s@,;<>]+")
+
+
 def check_recipient(to: object, *, field: str = "to") -> str:
     """Return ``to`` if it has the shape of one email address; raise ValueError if not.
 
@@ -150,6 +157,8 @@ def check_recipient(to: object, *, field: str = "to") -> str:
     recipient, to the bare address. Only the shape is checked; whether the mailbox exists
     is for Notify to find out.
     """
+    if type(to) is str and _ONE_ADDRESS.fullmatch(to):
+        return to  # the common case, at the cost of one regex match
     value = _text(field, to)
     shown = value if len(value) <= 80 else value[:77] + "..."
     for separator, what in _SEPARATORS.items():
