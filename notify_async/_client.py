@@ -470,22 +470,30 @@ class NotifyClient:
         if transport.loop is None:
             self._bind()
         call.sent += 1
+        headers = {**call.headers, "x-api-key": key} if call.headers else {"x-api-key": key}
+        if not logger.isEnabledFor(logging.DEBUG):  # the common case: one cached check
+            return await transport.send(
+                call.method,
+                call.path,
+                headers=headers,
+                json=call.json,
+                timeout=call.timeouts,
+                max_bytes=self._max_response_bytes,
+            )
         started = time.perf_counter()
         try:
             response = await transport.send(
                 call.method,
                 call.path,
-                headers={**call.headers, "x-api-key": key} if call.headers else {"x-api-key": key},
+                headers=headers,
                 json=call.json,
                 timeout=call.timeouts,
                 max_bytes=self._max_response_bytes,
             )
         except NotifyError as error:
-            if logger.isEnabledFor(logging.DEBUG):
-                self._log_attempt(call, key, started, None, None, reason(error))
+            self._log_attempt(call, key, started, None, None, reason(error))
             raise
-        if logger.isEnabledFor(logging.DEBUG):
-            self._log_attempt(call, key, started, response[0], response[2], None)
+        self._log_attempt(call, key, started, response[0], response[2], None)
         return response
 
     def _log_attempt(
