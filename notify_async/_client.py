@@ -97,6 +97,7 @@ class _Call:
         headers: Mapping[str, str],
         timeout: float,
         timeouts: aiohttp.ClientTimeout,
+        replay_on_401: bool,
     ) -> None:
         self.method = method
         self.path = path
@@ -106,7 +107,7 @@ class _Call:
         self.headers = headers
         self.timeout = timeout
         self.timeouts = timeouts
-        self.replay_on_401 = True
+        self.replay_on_401 = replay_on_401
         self.sent = 0
 
 
@@ -416,8 +417,9 @@ class NotifyClient:
             timeout, timeouts = self._timeout, self._client_timeout
         else:
             timeouts = attempt_timeout(check_timeout(timeout), self._connect_timeout)
-        call = _Call(method, path, policy, json, outcome_advice, headers, timeout, timeouts)
-        call.replay_on_401 = replay_on_401
+        call = _Call(
+            method, path, policy, json, outcome_advice, headers, timeout, timeouts, replay_on_401
+        )
         try:
             return await self._attempt(call)  # the success path: no tenacity
         except NotifyError as error:

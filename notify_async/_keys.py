@@ -136,10 +136,6 @@ class KeyHolder:
         self.current = key
         self.generation += 1
 
-    def is_rejected(self, key: str) -> bool:
-        """Whether the server rejected ``key`` since this holder started."""
-        return key in self._rejected
-
     # -- after a 401 ----------------------------------------------------------------------
 
     async def recover(self, rejected: str, *, deadline: float) -> str:
@@ -342,18 +338,11 @@ class KeyHolder:
             stored = current  # adopted meanwhile, e.g. reloaded after a 401
         if stored == expected or stored in self._rejected or stored in self._retired:
             return None  # nobody rotated (or the store lags behind this holder)
-        self._switch(stored, reason="rotated by another holder of the key")
-        logger.info(
-            "not regenerating: another holder already rotated %s to %s",
-            redact(expected),
-            redact(stored),
-        )
         key_id = self.own_key_id_for(expected)
-        if key_id is not None:
-            self.remember_own_key_id(stored, key_id)
-        else:
+        self._switch(stored, reason="rotated by another holder of the key")
+        if key_id is None:
             key_id = await own_key_id()  # a listing with the new key tells its id
-        return RegeneratedApiKey(id=key_id, api_key=stored, message=_ADOPTED)
+        return self._adopted(expected, stored, key_id)
 
     async def regenerating(
         self, key_id: str, send: Callable[[], Awaitable[RegeneratedApiKey]]
@@ -416,13 +405,15 @@ class KeyHolder:
             key = await self.recover(rotating, deadline=deadline)
         except StaleKeyError:
             raise rejected from None
+        return self._adopted(rotating, key, key_id)
+
+    def _adopted(self, old: str, new: str, key_id: str) -> RegeneratedApiKey:
+        # What a rotation that found another holder's rotation returns: that holder's key.
         logger.info(
-            "not regenerating: another holder already rotated %s to %s",
-            redact(rotating),
-            redact(key),
+            "not regenerating: another holder already rotated %s to %s", redact(old), redact(new)
         )
-        self.remember_own_key_id(key, key_id)
-        return RegeneratedApiKey(id=key_id, api_key=key, message=_ADOPTED)
+        self.remember_own_key_id(new, key_id)
+        return RegeneratedApiKey(id=key_id, api_key=new, message=_ADOPTED)
 
     async def _store(self, result: RegeneratedApiKey) -> None:
         provider = self.provider
