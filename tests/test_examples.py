@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import textwrap
 import time
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+from support import free_port
 
 from notify_async import CredentialError, FileKeyProvider, NotifyClient, NotifyError
 from notify_async.testing import Fault, LocalNotifyServer, instant_retries
@@ -414,17 +414,14 @@ def documented_shells(example: Path) -> list[str]:
     return shells
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-async def wait_for_port(port: int, process: asyncio.subprocess.Process) -> None:
+async def wait_for_port(port: int, process: asyncio.subprocess.Process, stderr_path: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        assert process.returncode is None, f"the shell listening on {port} exited"
+        if process.returncode is not None:
+            stderr = (await asyncio.to_thread(stderr_path.read_text, errors="replace"))[-4000:]
+            raise AssertionError(
+                f"the shell listening on {port} exited with {process.returncode}:\n{stderr}"
+            )
         with contextlib.suppress(OSError):
             _, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.close()
@@ -480,21 +477,24 @@ async def test_the_example_runs_as_its_docstring_says(name: str, tmp_path: Path)
     }
     servers: list[asyncio.subprocess.Process] = []
     try:
-        for shell in shells[:-1]:
+        for number, shell in enumerate(shells[:-1]):
             listens_on = re.search(r"--port (\d+)", shell)
             assert listens_on is not None, f"a background shell says no --port: {shell}"
-            server = await asyncio.create_subprocess_exec(
-                "bash",
-                "-c",
-                shell,
-                cwd=tmp_path,
-                env=env,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-                start_new_session=True,  # so that the server under bash stops with it
-            )
+            # Its stderr goes to a file, so that a shell that exits early says why.
+            stderr_path = tmp_path / f"shell-{number}.stderr"
+            with stderr_path.open("wb") as stderr:
+                server = await asyncio.create_subprocess_exec(
+                    "bash",
+                    "-c",
+                    shell,
+                    cwd=tmp_path,
+                    env=env,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=stderr,
+                    start_new_session=True,  # so that the server under bash stops with it
+                )
             servers.append(server)
-            await wait_for_port(int(listens_on[1]), server)
+            await wait_for_port(int(listens_on[1]), server, stderr_path)
         last = await asyncio.create_subprocess_exec(
             "bash",
             "-e",

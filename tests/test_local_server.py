@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import stat
 import sys
 import time
@@ -17,8 +18,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from support import free_port
 
 import notify_async.testing
+from notify_async._files import write_atomically
 from notify_async.testing import ROUTES, AcceptedEmail, ControlClient, Fault, LocalNotifyServer
 
 SEND = "POST /send-email"
@@ -544,6 +547,27 @@ async def test_add_key_creates_a_working_key(
 
     assert server.keys[-1].name == "CI"
     assert (await call(http, server, LIST, key=key))[1]["data"][-1]["name"] == "CI"
+
+
+async def test_the_key_file_is_written_before_the_port_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A second shell (or a test) that sees the port open reads the key file at once; the
+    # examples' commands do exactly that. So at the moment the file is written, nothing
+    # may be listening yet.
+    port = free_port()
+    refused_at_write: list[bool] = []
+
+    def write_and_probe(path: Path, text: str) -> None:
+        with socket.socket() as probe:
+            refused_at_write.append(probe.connect_ex(("127.0.0.1", port)) != 0)
+        write_atomically(path, text)
+
+    monkeypatch.setattr("notify_async.testing._server.write_atomically", write_and_probe)
+    key_file = tmp_path / "notify.key"
+    async with LocalNotifyServer(port=port, key_file=key_file) as server:
+        assert refused_at_write == [True]
+        assert key_file.read_text().strip() == server.api_key
 
 
 async def test_key_file_follows_operator_rotations(tmp_path: Path) -> None:

@@ -565,6 +565,10 @@ class LocalNotifyServer:
             # A bound on waiting for in-flight handlers at close; delays end early anyway.
             shutdown_timeout=2.0,
         )
+        # The key file is written before the port opens: whoever sees the port open (a
+        # user's second shell, a test waiting on it) may read the file at once.
+        if self._key_file is not None:
+            self._write_key_file()
         await runner.setup()
         try:
             site = web.TCPSite(runner, self._host, self._port)
@@ -577,8 +581,6 @@ class LocalNotifyServer:
         # resolved to several sockets, so take host and port from the same one.
         host, port = runner.addresses[0][:2]
         self._base = URL.build(scheme="http", host=host, port=port)
-        if self._key_file is not None:
-            self._write_key_file()
 
     async def close(self) -> None:
         """Stop serving and close every connection. Safe to call twice."""
