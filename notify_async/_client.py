@@ -25,7 +25,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from ssl import SSLContext
 from types import TracebackType
 from typing import Any
@@ -60,6 +60,7 @@ from ._models import decode_json
 from ._retry import Backoff, RetryPolicy, retry_sleep, should_retry
 from ._transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
+    Response,
     Transport,
     attempt_timeout,
     is_loopback,
@@ -421,9 +422,11 @@ class NotifyClient:
             method, path, policy, json, outcome_advice, headers, timeout, timeouts, replay_on_401
         )
         try:
-            return await self._attempt(call)  # the success path: no tenacity
+            # The success path: no tenacity, and no frame between here and the transport's
+            # own but the attempt (each frame costs on every resume of the call).
+            return await self._authenticated_attempt(call)
         except NotifyError as error:
-            failure = error
+            failure = self._classified(call, error)
         if failure.retryable and self._max_retries:
             try:
                 return await self._retry(call, failure)
@@ -432,12 +435,17 @@ class NotifyClient:
         raise self._final_error(call, failure)
 
     async def _attempt(self, call: _Call) -> dict[str, Any]:
+        """An attempt after the first one (under tenacity), its failure classified."""
         try:
             return await self._authenticated_attempt(call)
         except NotifyError as error:
-            # Classified once, here; tenacity and request() only read the verdict.
-            error.retryable = should_retry(call.policy, self._backoff, error)
+            self._classified(call, error)
             raise
+
+    def _classified(self, call: _Call, error: NotifyError) -> NotifyError:
+        # Classified once, here; tenacity and request() only read the verdict.
+        error.retryable = should_retry(call.policy, self._backoff, error)
+        return error
 
     async def _authenticated_attempt(self, call: _Call) -> dict[str, Any]:
         keys = self._keys
@@ -467,31 +475,33 @@ class NotifyClient:
             raise invalid_response(call.method, call.path, raw, redactor=keys, headers=headers)
         return body
 
-    async def _send(self, call: _Call, key: str) -> tuple[int, bytes, Mapping[str, str]]:
+    def _send(self, call: _Call, key: str) -> Awaitable[Response]:
+        """Send one request with ``key``: the transport's own coroutine, not a wrapper's.
+
+        Not a coroutine itself, so that the common case adds no frame to the call; with
+        DEBUG logging on, the request is timed and logged by ``_logged_send``.
+        """
         transport = self._transport
         if transport.loop is None:
             self._bind()
         call.sent += 1
         headers = {**call.headers, "x-api-key": key} if call.headers else {"x-api-key": key}
+        sending = transport.send(
+            call.method,
+            call.path,
+            headers=headers,
+            json=call.json,
+            timeout=call.timeouts,
+            max_bytes=self._max_response_bytes,
+        )
         if not logger.isEnabledFor(logging.DEBUG):  # the common case: one cached check
-            return await transport.send(
-                call.method,
-                call.path,
-                headers=headers,
-                json=call.json,
-                timeout=call.timeouts,
-                max_bytes=self._max_response_bytes,
-            )
+            return sending
+        return self._logged_send(call, key, sending)
+
+    async def _logged_send(self, call: _Call, key: str, sending: Awaitable[Response]) -> Response:
         started = time.perf_counter()
         try:
-            response = await transport.send(
-                call.method,
-                call.path,
-                headers=headers,
-                json=call.json,
-                timeout=call.timeouts,
-                max_bytes=self._max_response_bytes,
-            )
+            response = await sending
         except NotifyError as error:
             self._log_attempt(call, key, started, None, None, reason(error))
             raise

@@ -27,8 +27,10 @@ import math
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from ssl import SSLContext
+from typing import Any
 
 import aiohttp
+import orjson
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -98,6 +100,7 @@ class Transport:
         self._user_agent: dict[str, str] = {} if session is None else {"User-Agent": USER_AGENT}
         self._middlewares: tuple[_Middleware, ...] = () if session is None else (_no_resend,)
         self._urls: dict[str, URL] = {}
+        self._options: dict[str, Any] = {}  # set by bind(), which every first send runs
 
     def bind(self) -> aiohttp.ClientSession:
         """Return the session for the running loop, creating it on first use.
@@ -119,7 +122,9 @@ class Transport:
                 "event loop (for example inside the coroutine you pass to asyncio.run)"
             )
         if self.session is None:
-            self.session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
+            self.session = aiohttp.ClientSession(
+                headers={"User-Agent": USER_AGENT}, json_serialize=_json_text
+            )
             # aiohttp has no public switch for its resend (a given session gets a middleware
             # instead, which costs more per request); its own test client sets this private
             # flag too, and the guard keeps a future aiohttp without it working.
@@ -127,7 +132,23 @@ class Transport:
                 self.session._retry_connection = False  # noqa: SLF001
             else:
                 self._middlewares = (_no_resend,)
+        self._options = self._request_options()
         return self.session
+
+    def _request_options(self) -> dict[str, Any]:
+        # Only what differs from aiohttp's defaults (and, for our own session, from the
+        # session's): each keyword passes through two aiohttp calls on every request.
+        options: dict[str, Any] = {"allow_redirects": False}  # it would carry x-api-key along
+        if not self.owns_session:
+            # A given session's own raise_for_status would turn a status into a ClientError.
+            options["raise_for_status"] = False
+        if self._middlewares:
+            options["middlewares"] = self._middlewares
+        if self.proxy is not None:
+            options["proxy"] = self.proxy
+        if self.ssl is not True:
+            options["ssl"] = self.ssl
+        return options
 
     async def send(
         self,
@@ -152,13 +173,7 @@ class Transport:
                 json=json,
                 headers={**headers, **self._user_agent} if self._user_agent else headers,
                 timeout=timeout,
-                # A redirect would carry x-api-key to wherever it points.
-                allow_redirects=False,
-                # A given session's raise_for_status would turn a status into a ClientError.
-                raise_for_status=False,
-                proxy=self.proxy,
-                ssl=self.ssl,
-                middlewares=self._middlewares,
+                **self._options,
             ) as response:
                 status = response.status
                 length = response.content_length
@@ -214,6 +229,12 @@ def attempt_timeout(timeout: float, connect_timeout: float) -> aiohttp.ClientTim
         # timers in the same second; exact deadlines keep their order.
         ceil_threshold=math.inf,
     )
+
+
+def _json_text(value: Any) -> str:
+    # Request bodies as orjson writes them (about a tenth of json.dumps' cost per send);
+    # aiohttp wants text, which it encodes as UTF-8.
+    return orjson.dumps(value).decode()
 
 
 class _NotResent(Exception):
