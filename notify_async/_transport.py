@@ -233,8 +233,9 @@ def attempt_timeout(timeout: float, connect_timeout: float) -> aiohttp.ClientTim
 
 def _json_text(value: Any) -> str:
     # Request bodies as orjson writes them (about a tenth of json.dumps' cost per send);
-    # aiohttp wants text, which it encodes as UTF-8.
-    return orjson.dumps(value).decode()
+    # aiohttp wants text, which it encodes as UTF-8. Keys that are not strings are
+    # written as json.dumps writes them, for request()'s callers.
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 class _NotResent(Exception):

@@ -181,6 +181,19 @@ async def test_send_with_name(client: NotifyClient, notify_server: LocalNotifySe
     )
 
 
+async def test_text_outside_ascii_arrives_as_it_was_written(
+    client: NotifyClient, notify_server: LocalNotifyServer
+) -> None:
+    # The body is written by orjson (UTF-8, no \u escapes): every character must survive.
+    subject = "Grüße, “quotes” and \\ ✓ 🎉"
+    message = "line\nnext\ttab \u2028 \x00 end"
+
+    await client.emails.send(to="ada@example.com", subject=subject, message=message)
+
+    (email,) = notify_server.emails
+    assert (email.subject, email.message) == (subject, message)
+
+
 @pytest.mark.parametrize(
     ("fields", "field"),
     [
