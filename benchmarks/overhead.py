@@ -1,10 +1,13 @@
 """Client CPU per request and requests per second, every client, alternating rounds.
 
 For every scenario (call, size of the answer, concurrency) each round runs every client, in
-an order that rotates from round to round. A round starts with a short untimed burst per
+an order that rotates from round to round and is reversed every other round, so that no
+client always runs right after the same one. A round starts with a short untimed burst per
 client (it re-opens pooled connections that went idle), then makes each client's timed
 requests in ``SLICES`` slices, the clients taking turns slice by slice: a burst of load
 from another program on a shared machine then hits every client of the round about alike.
+Each slice starts after an untimed ``gc.collect()``, so that no client pays for the
+collection of another's garbage.
 CPU is ``time.process_time()`` of this process: the server runs in another one. The ratio
 to raw aiohttp is taken within each round, and the median of those paired ratios is
 reported, with the lowest and highest round.
@@ -104,8 +107,13 @@ async def _scenario(
     call, concurrency = scenario.call, scenario.concurrency
     samples: dict[str, list[dict[str, float]]] = {client.name: [] for client in clients}
     for number in range(rounds):
+        # Rotated, and reversed every other round: a rotation alone keeps each client's
+        # predecessor fixed, and the client that always ran right after httpx paid for
+        # the garbage httpx left (12% more CPU for notify-async in our rounds).
         shift = number % len(clients)
         order = clients[shift:] + clients[:shift]
+        if number % 2:
+            order.reverse()
         # Per client: requests, CPU seconds, wall seconds.
         spent: dict[str, list[float]] = {client.name: [0, 0.0, 0.0] for client in order}
         for client in order:
@@ -114,6 +122,9 @@ async def _scenario(
         for _ in range(SLICES):
             for client in order:
                 count = max(concurrency, requests // SLICES)
+                # Untimed: each client's slice starts with no garbage of another's to
+                # collect, and pays for the collections its own allocations cause.
+                gc.collect()
                 cpu, wall = time.process_time(), time.perf_counter()
                 await drive(_call(client, call), count, concurrency)
                 tally = spent[client.name]
