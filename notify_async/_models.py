@@ -18,6 +18,7 @@ from __future__ import annotations
 __all__ = ["ApiKey", "Parser", "RegeneratedApiKey", "SendEmailResult"]
 
 import functools
+import gc
 import sys
 import warnings
 from collections.abc import Callable
@@ -107,38 +108,46 @@ def _generate(model: type[Any], *, many: bool) -> Callable[[Any], Any]:
 
     The instance is built as a subclass that allows slot stores (the frozen class forbids
     them), then given its real class: six stores and one class switch cost a fraction of
-    the attrs ``__init__`` and its ``object.__setattr__`` calls. ``many`` makes a function
-    that structures a list of objects in one loop.
+    the attrs ``__init__`` and its ``object.__setattr__`` calls. Each value is also kept in
+    a local, so that the type checks read locals rather than slots. ``many`` makes a
+    function that structures a list of objects in one loop.
     """
     building = type(
         f"_Building{model.__name__}",
         (model,),
-        # Both, or CPython keeps the slow slot for attribute stores.
-        {"__slots__": (), "__setattr__": object.__setattr__, "__delattr__": object.__delattr__},
+        {
+            "__slots__": (),
+            # Both, or CPython keeps the slow slot for attribute stores.
+            "__setattr__": object.__setattr__,
+            "__delattr__": object.__delattr__,
+            # Calling the class then runs no Python code: object's own __new__ and __init__.
+            "__init__": object.__init__,
+        },
     )
     wire = _WIRE_NAMES.get(model, {})
     attrs.resolve_types(model)  # the annotations are strings (from __future__ import annotations)
+    fields = attrs.fields(model)
     stores: list[str] = []
     checks: list[str] = []
     fixes: list[str] = []
-    for field in attrs.fields(model):
-        name, key = field.name, wire.get(field.name, field.name)
+    for number, field in enumerate(fields):
+        name, key, value = field.name, wire.get(field.name, field.name), f"_{number}"
         if field.default is attrs.NOTHING:
             read = f"v[{key!r}]"
         else:
             read = f"v.get({key!r}, _default_{name})"
         if field.type is datetime:
-            stores.append(f"o.{name} = _fromisoformat({read})")
-            # Inline, not a call to _aware: this runs twice per listed key.
-            fixes.append(f"if o.{name}.tzinfo is None:")
-            fixes.append(f"    o.{name} = o.{name}.replace(tzinfo=_utc)")
+            stores.append(f"o.{name} = {value} = _fromisoformat({read})")
+            fixes.append(f"if {value}.tzinfo is None:")
+            fixes.append(f"    o.{name} = {value}.replace(tzinfo=_utc)")
         else:
-            stores.append(f"o.{name} = {read}")
-            checks.append(f"type(o.{name}) is not {_JSON_TYPES[field.type]}")
+            stores.append(f"o.{name} = {value} = {read}")
+            checks.append(f"type({value}) is not {_JSON_TYPES[field.type]}")
     body = [
-        "if type(v) is not dict:",
-        "    raise _Refused",
-        "o = _new(_building)",
+        # A required field's read raises TypeError for anything but a dict (orjson gives
+        # dicts, lists, strings, numbers, booleans and None); only .get() needs the check.
+        *(["if type(v) is not dict:", "    raise _Refused"] if _all_optional(fields) else []),
+        "o = _building()",
         *stores,
         f"if {' or '.join(checks)}:" if checks else "if False:",
         "    raise _Refused",
@@ -146,13 +155,12 @@ def _generate(model: type[Any], *, many: bool) -> Callable[[Any], Any]:
         "o.__class__ = _model",
     ]
     if many:
-        lines = ["def structure(items):", "    out = []", "    for v in items:"]
-        lines += [f"        {line}" for line in body]
-        lines += ["        out.append(o)", "    return out"]
+        lines = ["def structure(items):", "    out = []", "    append = out.append"]
+        lines += ["    for v in items:", *(f"        {line}" for line in body)]
+        lines += ["        append(o)", "    return out"]
     else:
         lines = ["def structure(v):", *(f"    {line}" for line in body), "    return o"]
     namespace: dict[str, Any] = {
-        "_new": object.__new__,
         "_building": building,
         "_model": model,
         "_utc": timezone.utc,
@@ -160,7 +168,7 @@ def _generate(model: type[Any], *, many: bool) -> Callable[[Any], Any]:
         "_Refused": _Refused,
         **{
             f"_default_{field.name}": field.default
-            for field in attrs.fields(model)
+            for field in fields
             if field.default is not attrs.NOTHING
         },
     }
@@ -168,6 +176,10 @@ def _generate(model: type[Any], *, many: bool) -> Callable[[Any], Any]:
     exec(compile("\n".join(lines), f"<structure {model.__name__}>", "exec"), namespace)  # noqa: S102  # nosec B102
     function: Callable[[Any], Any] = namespace["structure"]
     return function
+
+
+def _all_optional(fields: tuple[attrs.Attribute[Any], ...]) -> bool:
+    return all(field.default is not attrs.NOTHING for field in fields)
 
 
 # The exact JSON type a field's value must have; bool is an int subclass, and neither may
@@ -200,6 +212,19 @@ def describe_body(raw: bytes) -> str:
     return f"{snippet!r}"
 
 
+# CPython runs a young-generation collection every 700 allocations of container objects,
+# and each model instance is one (a slotted class), alive until the list is returned. A
+# collection that runs while a long list is being built walks the instances made so far
+# and promotes them; promoted often enough, they set off full collections, which walk the
+# whole heap. json.loads' dicts of strings are untracked at their first collection and
+# never cost this. Measured on 1,000-key answers: 184 µs of collection per answer against
+# raw aiohttp's 27 µs, and 30 µs with the collector paused while the list is built (well
+# under a millisecond). Mercurial pauses it the same way while it builds large
+# structures. The collector is process-wide: a gc.disable() that another thread makes
+# inside that window is undone by the gc.enable() here.
+_PAUSE_COLLECTOR_FROM = 64
+
+
 class Parser(Generic[T]):
     """How to structure one part of a response into ``model``, planned once, at import.
 
@@ -226,11 +251,18 @@ class Parser(Generic[T]):
                 "unexpected response shape: expected a JSON array, "
                 f"got {type(body).__name__} @ {self.path}"
             )
+        # The collector is paused while a long list is built: see _PAUSE_COLLECTOR_FROM.
+        paused = self._is_list and len(body) >= _PAUSE_COLLECTOR_FROM and gc.isenabled()
+        if paused:
+            gc.disable()
         try:
             return self._structure(body)
         except _BAD_DATA:
             # Not chained, not logged: the error may quote a value from the body.
             pass
+        finally:
+            if paused:
+                gc.enable()
         return self._explain(body)
 
     def _explain(self, body: Any) -> T:

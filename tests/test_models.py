@@ -6,6 +6,7 @@ explains a refused one. Any body one accepts the other accepts, into equal objec
 
 from __future__ import annotations
 
+import gc
 import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -187,3 +188,48 @@ def test_decode_json_refuses_anything_that_is_not_one_utf8_json_value(raw: bytes
     with pytest.raises(InvalidResponseError) as caught:
         decode_json(raw)
     assert caught.value.__context__ is None
+
+
+GOOD_KEY = {
+    "id": "k1",
+    "name": "dev",
+    "createdAt": "2025-04-10T12:00:00Z",
+    "updatedAt": "2025-04-10T12:00:00Z",
+    "active": True,
+    "prefix": "nk_abc...",
+}
+
+
+@pytest.mark.parametrize("bad_at", [None, 0, 499, 999])
+@pytest.mark.parametrize("collector_on", [True, False])
+def test_a_long_list_leaves_the_collector_as_it_found_it(
+    bad_at: int | None, collector_on: bool
+) -> None:
+    # The collector is paused while a long list is built; a good answer, and one refused
+    # at its first, middle or last item, must both hand it back as it was.
+    items = [{**GOOD_KEY, "id": f"k{n}"} for n in range(1_000)]
+    if bad_at is not None:
+        items[bad_at] = {**GOOD_KEY, "active": "yes"}
+    was_on = gc.isenabled()
+    if not collector_on:
+        gc.disable()
+    try:
+        if bad_at is None:
+            assert [key.id for key in parse_keys(items)] == [f"k{n}" for n in range(1_000)]
+        else:
+            with pytest.raises(InvalidResponseError, match=rf"data\[{bad_at}\]\.active"):
+                parse_keys(items)
+        assert gc.isenabled() is collector_on
+    finally:
+        if was_on:
+            gc.enable()
+
+
+@pytest.mark.parametrize("item", [[], "key", 3, 1.5, True, None, ["id"]])
+def test_an_item_that_is_not_an_object_is_refused_as_such(item: object) -> None:
+    # The generated function reads fields without checking the item's type first: for
+    # anything orjson gives but an object, the read itself raises.
+    with pytest.raises(InvalidResponseError, match=r"expected a JSON object, got \w+ @ data\[1\]"):
+        parse_keys([GOOD_KEY, item])
+    with pytest.raises(InvalidResponseError, match="expected a JSON object"):
+        parse_result(item)
