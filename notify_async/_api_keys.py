@@ -60,7 +60,7 @@ class ApiKeys:
         keys = _parse_keys(body.get("data"))
         current = self._keys.current
         # Listing is the only way to learn which id our key has; remember it for free.
-        if current is not None and self._keys.own_key_id() is None:
+        if current is not None and self._keys.own_key_id_for(current) is None:
             own_id = _match_prefix(keys, current)
             if own_id is not None:
                 self._keys.remember_own_key_id(current, own_id)

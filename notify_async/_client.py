@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+import orjson
 from multidict import CIMultiDict
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from yarl import URL
@@ -54,9 +55,8 @@ from ._errors import (
     request_id,
     status_error,
 )
-from ._exceptions import APIStatusError, CredentialError, InvalidResponseError, NotifyError
+from ._exceptions import APIStatusError, CredentialError, NotifyError
 from ._keys import MAX_KEY_REPLAYS, KeyHolder, StaleKeyError
-from ._models import decode_json
 from ._retry import Backoff, RetryPolicy, retry_sleep, should_retry
 from ._transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -468,8 +468,8 @@ class NotifyClient:
         if not 200 <= status < 300:
             raise status_error(call.method, call.path, status, raw, headers, redactor=keys)
         try:
-            body = decode_json(raw)
-        except InvalidResponseError:
+            body = orjson.loads(raw)  # not decode_json: its message is not needed here
+        except orjson.JSONDecodeError:
             body = None  # described by invalid_response, from the body with the key masked
         if type(body) is not dict or body.get("success", True) is not True:
             raise invalid_response(call.method, call.path, raw, redactor=keys, headers=headers)

@@ -165,7 +165,9 @@ class Transport:
         session = self.session
         if session is None or self.loop is not asyncio.get_running_loop() or self.closed:
             session = self.bind()
-        url = self._urls.get(path) or self._url(path)
+        url = self._urls.get(path)
+        if url is None:  # not `or`: a URL's truth is a Python-level __bool__
+            url = self._url(path)
         try:
             async with session.request(
                 method,
