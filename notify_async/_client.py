@@ -28,12 +28,11 @@ import warnings
 from collections.abc import Awaitable, Mapping
 from ssl import SSLContext
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 from multidict import CIMultiDict
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from yarl import URL
 
 from ._api_keys import ApiKeys
@@ -66,6 +65,9 @@ from ._transport import (
     is_loopback,
     tls_setting,
 )
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 logger = logging.getLogger("notify_async")
 
@@ -578,6 +580,11 @@ class NotifyClient:
                     "delay": delay,
                 },
             )
+
+        # Imported here, on the first failure that is retried: tenacity is a tenth of what
+        # `import notify_async` adds to `import aiohttp`, and a call that succeeds never
+        # needs it.
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt  # noqa: PLC0415
 
         # Fresh per call: tenacity keeps per-call state in it.
         retrying = AsyncRetrying(

@@ -7,6 +7,8 @@ included: a cycle that only the type checker follows is still a cycle for a read
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,13 @@ def test_options_are_read_only_after_construction(option: str, value: object) ->
         view = client.with_options(**{option: value})  # type: ignore[arg-type]
         assert getattr(view, option) == value
         assert getattr(client, option) != value
+
+
+def test_importing_the_package_leaves_cattrs_and_tenacity_for_later() -> None:
+    # Both are imported on first use (a refused body, a retried failure): they are a
+    # fifth of what `import notify_async` adds to `import aiohttp`.
+    probe = "import sys, notify_async; print(sorted({'cattrs', 'tenacity'} & set(sys.modules)))"
+    loaded = subprocess.run(  # noqa: S603  # a fixed probe, run by this interpreter
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"

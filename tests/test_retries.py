@@ -25,10 +25,10 @@ from typing import Any, NamedTuple
 
 import aiohttp
 import pytest
+import tenacity
 from support import closed_port_url, wait_until
 from tenacity import AsyncRetrying
 
-import notify_async._client
 from notify_async import (
     APIConnectionError,
     APIStatusError,
@@ -852,7 +852,8 @@ def built(monkeypatch: pytest.MonkeyPatch) -> list[AsyncRetrying]:
             super().__init__(*args, **kwargs)
             instances.append(self)
 
-    monkeypatch.setattr(notify_async._client, "AsyncRetrying", CountingRetrying)
+    # The client imports it from tenacity on its first retried failure.
+    monkeypatch.setattr(tenacity, "AsyncRetrying", CountingRetrying)
     return instances
 
 
