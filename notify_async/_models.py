@@ -83,6 +83,8 @@ if sys.version_info >= (3, 11):
 else:  # fromisoformat only learned the "Z" suffix (and more of ISO 8601) in Python 3.11.
 
     def _fromisoformat(value: str) -> datetime:
+        if type(value) is not str:  # endswith would raise AttributeError, not TypeError
+            raise TypeError("expected an ISO-8601 string")
         return datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
 
 
@@ -145,8 +147,9 @@ def _generate(model: type[Any], *, many: bool) -> Callable[[Any], Any]:
             checks.append(f"type({value}) is not {_JSON_TYPES[field.type]}")
     body = [
         # A required field's read raises TypeError for anything but a dict (orjson gives
-        # dicts, lists, strings, numbers, booleans and None); only .get() needs the check.
-        *(["if type(v) is not dict:", "    raise _Refused"] if _all_optional(fields) else []),
+        # dicts, lists, strings, numbers, booleans and None); a first read with .get()
+        # would raise AttributeError instead, so it needs the check.
+        *(["if type(v) is not dict:", "    raise _Refused"] if _first_read_is_get(fields) else []),
         "o = _building()",
         *stores,
         f"if {' or '.join(checks)}:" if checks else "if False:",
@@ -178,8 +181,8 @@ def _generate(model: type[Any], *, many: bool) -> Callable[[Any], Any]:
     return function
 
 
-def _all_optional(fields: tuple[attrs.Attribute[Any], ...]) -> bool:
-    return all(field.default is not attrs.NOTHING for field in fields)
+def _first_read_is_get(fields: tuple[attrs.Attribute[Any], ...]) -> bool:
+    return not fields or fields[0].default is not attrs.NOTHING
 
 
 # The exact JSON type a field's value must have; bool is an int subclass, and neither may
