@@ -251,3 +251,27 @@ def test_a_model_whose_first_field_has_a_default_refuses_a_non_object(item: obje
     with pytest.raises(InvalidResponseError, match="unexpected response shape"):
         parse(item)
     assert parse({"name": "n"}) == _DefaultFirst(name="n")
+
+
+@pytest.mark.parametrize(("size", "paused"), [(63, False), (64, True), (1_000, True)])
+def test_no_collection_runs_while_a_long_list_is_built(size: int, paused: bool) -> None:
+    # With a threshold of 10 allocations, building even 63 keys sets off collections; from
+    # 64 items on, none may start until the list is built.
+    items = [{**GOOD_KEY, "id": f"k{n}"} for n in range(size)]
+    started: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.set_threshold(10)
+    gc.callbacks.append(count)
+    try:
+        keys = parse_keys(items)
+    finally:
+        gc.callbacks.remove(count)
+        gc.set_threshold(*threshold)
+    assert len(keys) == size
+    assert (started == []) is paused
