@@ -13,7 +13,8 @@ ends the connect timer strictly before the total one: a timeout before the reque
 written is always the connect timer's. It costs nothing per request, and works the same
 for a session the user gave. (A ``TraceConfig`` marking the headers as sent was measured
 at a quarter more instructions per send, and cannot be added to a given session through
-aiohttp's public API.)
+aiohttp's public API.) Our own session's requests beyond its pool wait in a queue of ours
+instead (``_gate.py``), under the same bound, and never in aiohttp's.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from yarl import URL
 
 from ._errors import too_large
 from ._exceptions import APIConnectionError, APITimeoutError, NotifyError
+from ._gate import Gate
 from ._version import __version__
 
 logger = logging.getLogger("notify_async")
@@ -103,6 +105,9 @@ class Transport:
         # What each request passes to aiohttp besides allow_redirects=False: set by bind(),
         # which every first send runs, and empty for our own session without a proxy.
         self._options: dict[str, Any] = {}
+        # Our own session's requests queue here rather than in its pool (see _gate.py). A
+        # given session may carry other code's requests too, so it keeps aiohttp's queue.
+        self._gate: Gate | None = None
 
     def bind(self) -> aiohttp.ClientSession:
         """Return the session for the running loop, creating it on first use.
@@ -134,6 +139,7 @@ class Transport:
                 self.session._retry_connection = False  # noqa: SLF001
             else:
                 self._middlewares = (_no_resend,)
+            self._gate = _gate_for(self.session.connector, loop)
         self._options = self._request_options()
         return self.session
 
@@ -152,7 +158,9 @@ class Transport:
             options["ssl"] = self.ssl
         return options
 
-    async def send(
+    # One function on purpose, however many branches: every frame between the caller and
+    # aiohttp costs on each resume of the request.
+    async def send(  # noqa: PLR0912
         self,
         method: str,
         path: str,
@@ -172,6 +180,9 @@ class Transport:
             url = self._url(path)
         if self._user_agent:
             headers = {**headers, **self._user_agent}
+        gate = self._gate
+        if gate is not None and not gate.try_enter():
+            timeout = await self._wait_for_connection(gate, timeout, method, path)
         try:
             # Redirects are not followed: they would carry x-api-key to wherever they point.
             # A call with **options costs about 4,000 instructions more than one without
@@ -214,8 +225,41 @@ class Transport:
                 "NotifyClient uses it (close it after the client), or let the client create "
                 "its own by passing no session"
             )
+        finally:
+            # Before a failure is raised too: the next request in the queue goes on.
+            if gate is not None:
+                gate.leave()
         # Raised outside the except block, so that only the safe cause is chained.
         raise failure
+
+    async def _wait_for_connection(
+        self, gate: Gate, timeout: aiohttp.ClientTimeout, method: str, path: str
+    ) -> aiohttp.ClientTimeout:
+        """Wait in the gate's queue; return the attempt's timeouts, less the time waited.
+
+        The wait is bounded by the connect timeout, as aiohttp's own queue is, and a
+        request that never left the queue was not sent.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        connect = timeout.connect if timeout.connect is not None else timeout.total
+        try:
+            await gate.wait(math.inf if connect is None else started + connect)
+        except TimeoutError:
+            raise APITimeoutError(
+                f"{method} {path}: timed out before the request was sent (waiting for a free "
+                f"connection: more calls were in flight than the client's {gate.limit} "
+                "connections); make fewer calls at once, or raise timeout/connect_timeout",
+                request_sent=False,
+            ) from None
+        waited = loop.time() - started
+        return aiohttp.ClientTimeout(
+            total=None if timeout.total is None else timeout.total - waited,
+            connect=None if connect is None else connect - waited,
+            sock_read=timeout.sock_read,
+            sock_connect=timeout.sock_connect,
+            ceil_threshold=timeout.ceil_threshold,
+        )
 
     async def close(self) -> None:
         """Close the session if it was made here. Safe to call twice."""
@@ -227,6 +271,16 @@ class Transport:
         url = URL(self.base_url + path)
         self._urls[path] = url
         return url
+
+
+def _gate_for(
+    connector: aiohttp.BaseConnector | None, loop: asyncio.AbstractEventLoop
+) -> Gate | None:
+    # Every request of our own session goes to one host, so the smaller limit applies.
+    if connector is None:
+        return None
+    limits = [limit for limit in (connector.limit, connector.limit_per_host) if limit > 0]
+    return Gate(min(limits), loop) if limits else None
 
 
 def attempt_timeout(timeout: float, connect_timeout: float) -> aiohttp.ClientTimeout:
