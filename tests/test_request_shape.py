@@ -8,6 +8,7 @@ local server.
 
 from __future__ import annotations
 
+import json
 import types
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -18,7 +19,7 @@ from aioresponses import aioresponses
 from multidict import CIMultiDict
 from yarl import URL
 
-from notify_async import NotifyClient, __version__
+from notify_async import NotifyClient, RetryPolicy, __version__
 from notify_async.testing import LocalNotifyServer
 
 # Nothing listens on port 1 of the loopback: a request that escaped the mock would fail,
@@ -69,6 +70,13 @@ def assert_sent_with_the_key(kwargs: dict[str, Any]) -> None:
     assert kwargs["allow_redirects"] is False
 
 
+def sent_json(kwargs: dict[str, Any]) -> Any:
+    """The JSON body of a recorded request: bytes, with its content type."""
+    assert kwargs.get("json") is None
+    assert CIMultiDict(kwargs["headers"])["Content-Type"] == "application/json"
+    return json.loads(kwargs["data"])
+
+
 # -- method, URL, headers and body, per call -------------------------------------------------
 
 
@@ -80,8 +88,9 @@ async def test_list_is_a_get_without_body(mocked: aioresponses, client: NotifyCl
     assert list(mocked.requests) == [("GET", URL(BASE + "/api_keys"))]
     kwargs = only_request(mocked, "GET", "/api_keys")
     assert_sent_with_the_key(kwargs)
-    assert kwargs["json"] is None
+    assert kwargs.get("json") is None
     assert kwargs.get("data") is None
+    assert "Content-Type" not in CIMultiDict(kwargs["headers"])
 
 
 async def test_send_posts_to_subject_and_message(
@@ -94,7 +103,7 @@ async def test_send_posts_to_subject_and_message(
     assert list(mocked.requests) == [("POST", URL(BASE + "/send-email"))]
     kwargs = only_request(mocked, "POST", "/send-email")
     assert_sent_with_the_key(kwargs)
-    assert kwargs["json"] == {"to": "ada@example.com", "subject": "Hi", "message": "Hello"}
+    assert sent_json(kwargs) == {"to": "ada@example.com", "subject": "Hi", "message": "Hello"}
 
 
 async def test_send_with_name_adds_name(mocked: aioresponses, client: NotifyClient) -> None:
@@ -103,7 +112,7 @@ async def test_send_with_name_adds_name(mocked: aioresponses, client: NotifyClie
     await client.emails.send(to="ada@example.com", subject="Hi", message="Hello", name="Ada")
 
     kwargs = only_request(mocked, "POST", "/send-email")
-    assert kwargs["json"] == {
+    assert sent_json(kwargs) == {
         "to": "ada@example.com",
         "subject": "Hi",
         "message": "Hello",
@@ -121,7 +130,7 @@ async def test_send_template_posts_template_id_and_to(
     assert list(mocked.requests) == [("POST", URL(BASE + "/send-email-from-template"))]
     kwargs = only_request(mocked, "POST", "/send-email-from-template")
     assert_sent_with_the_key(kwargs)
-    assert kwargs["json"] == {"templateId": "welcome", "to": "ada@example.com"}
+    assert sent_json(kwargs) == {"templateId": "welcome", "to": "ada@example.com"}
 
 
 async def test_send_template_with_from_and_variables(
@@ -135,14 +144,12 @@ async def test_send_template_with_from_and_variables(
     )
 
     kwargs = only_request(mocked, "POST", "/send-email-from-template")
-    assert kwargs["json"] == {
+    assert sent_json(kwargs) == {
         "templateId": "welcome",
         "to": "ada@example.com",
         "from": "hi@example.com",
         "variables": {"first_name": "Ada", "plan": "Pro"},
     }
-    # A copy is sent: the caller's mapping is not the request body.
-    assert kwargs["json"]["variables"] is not variables
 
 
 async def test_send_template_with_empty_variables_sends_them(
@@ -153,7 +160,7 @@ async def test_send_template_with_empty_variables_sends_them(
     await client.emails.send_template(template_id="welcome", to="ada@example.com", variables={})
 
     kwargs = only_request(mocked, "POST", "/send-email-from-template")
-    assert kwargs["json"] == {"templateId": "welcome", "to": "ada@example.com", "variables": {}}
+    assert sent_json(kwargs) == {"templateId": "welcome", "to": "ada@example.com", "variables": {}}
 
 
 async def test_regenerate_posts_the_key_id(mocked: aioresponses, client: NotifyClient) -> None:
@@ -174,7 +181,7 @@ async def test_regenerate_posts_the_key_id(mocked: aioresponses, client: NotifyC
     assert result.id == OTHER_ID
     kwargs = only_request(mocked, "POST", "/api_keys/regenerate")
     assert_sent_with_the_key(kwargs)
-    assert kwargs["json"] == {"keyId": OTHER_ID}
+    assert sent_json(kwargs) == {"keyId": OTHER_ID}
     # The client listed first, once, to learn whether OTHER_ID is its own key.
     assert len(mocked.requests[("GET", URL(BASE + "/api_keys"))]) == 1
 
@@ -197,7 +204,7 @@ async def test_regenerate_own_key_sends_the_next_call_with_the_new_key(
     await client.emails.send(to="ada@example.com", subject="Hi", message="Hello")
 
     regenerate = only_request(mocked, "POST", "/api_keys/regenerate")
-    assert regenerate["json"] == {"keyId": KEY_ID}
+    assert sent_json(regenerate) == {"keyId": KEY_ID}
     assert CIMultiDict(regenerate["headers"])["x-api-key"] == KEY
     send = only_request(mocked, "POST", "/send-email")
     assert CIMultiDict(send["headers"])["x-api-key"] == new_key
@@ -254,3 +261,15 @@ async def test_on_the_wire_json_bodies_carry_a_json_content_type() -> None:
             assert headers["Content-Type"] == "application/json"
         else:
             assert "Content-Type" not in headers
+
+
+async def test_a_body_json_cannot_hold_is_a_value_error_and_nothing_is_sent(
+    mocked: aioresponses, client: NotifyClient
+) -> None:
+    with pytest.raises(ValueError, match="json must be a JSON object of JSON values") as caught:
+        await client.request(
+            "POST", "/send-email", policy=RetryPolicy.UNSENT_ONLY, json={"when": object()}
+        )
+
+    assert caught.value.__cause__ is None
+    assert list(mocked.requests) == []
