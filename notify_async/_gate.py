@@ -20,11 +20,13 @@ from __future__ import annotations
 __all__ = ["Gate"]
 
 import asyncio
+import time
 from collections import deque
 
-# The event loop runs a timer up to its clock resolution early; a waiter whose deadline
-# is that close has waited its due.
-_EARLY = 1e-3
+# The event loop runs a timer up to its clock's resolution early (1e-9 s on Linux, 15.6 ms
+# on Windows); a waiter whose deadline is that close has waited its due. Less, and the
+# timer would be re-armed for the same deadline, due again at once, over and over.
+_EARLY = time.get_clock_info("monotonic").resolution + 1e-3
 
 
 class Gate:

@@ -229,9 +229,12 @@ class Transport:
             if not session.closed:
                 raise
             failure = NotifyError(
-                "the aiohttp session passed as session= was closed; keep it open while the "
-                "NotifyClient uses it (close it after the client), or let the client create "
-                "its own by passing no session"
+                f"{method} {path}: this NotifyClient was closed while the call was in flight; "
+                "close the client only after its calls end"
+                if self.owns_session
+                else "the aiohttp session passed as session= was closed; keep it open while "
+                "the NotifyClient uses it (close it after the client), or let the client "
+                "create its own by passing no session"
             )
         finally:
             # Before a failure is raised too: the next request in the queue goes on.
@@ -254,13 +257,19 @@ class Transport:
         try:
             await gate.wait(math.inf if connect is None else started + connect)
         except TimeoutError:
-            raise APITimeoutError(
-                f"{method} {path}: timed out before the request was sent (waiting for a free "
-                f"connection: more calls were in flight than the client's {gate.limit} "
-                "connections); make fewer calls at once, or raise timeout/connect_timeout",
-                request_sent=False,
-            ) from None
+            raise _queue_timeout(method, path, gate.limit) from None
         waited = loop.time() - started
+        if connect is not None and connect - waited <= 0:
+            # The slot came, but the task resumed past its deadline (a busy loop): aiohttp
+            # would read a timeout of 0 as none at all.
+            gate.leave()
+            raise _queue_timeout(method, path, gate.limit)
+        if self.closed:
+            gate.leave()
+            raise NotifyError(
+                f"{method} {path}: this NotifyClient was closed while the call waited for a "
+                "connection, so it was not sent; close the client only after its calls end"
+            )
         return aiohttp.ClientTimeout(
             total=None if timeout.total is None else timeout.total - waited,
             connect=None if connect is None else connect - waited,
@@ -279,6 +288,15 @@ class Transport:
         url = URL(self.base_url + path)
         self._urls[path] = url
         return url
+
+
+def _queue_timeout(method: str, path: str, limit: int) -> APITimeoutError:
+    return APITimeoutError(
+        f"{method} {path}: timed out before the request was sent (waiting for a free "
+        f"connection: more calls were in flight than the client's {limit} connections); "
+        "make fewer calls at once, or raise timeout/connect_timeout",
+        request_sent=False,
+    )
 
 
 def _gate_for(

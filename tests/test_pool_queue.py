@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from notify_async import APITimeoutError, NotifyClient, OutcomeUnknownError
+from notify_async import APITimeoutError, NotifyClient, NotifyError, OutcomeUnknownError
 from notify_async._gate import Gate
 
 KEY = "nk_pool_queue_test_key_0123456789"
@@ -158,6 +158,54 @@ async def test_time_spent_in_the_queue_counts_against_the_attempt_timeout(
     assert caught.value.request_sent is True
     assert server.sends == 1
     assert elapsed < 3.0  # generous: the bound this test checks is 2 s against 3.5 s
+
+
+async def test_a_call_that_resumes_past_its_deadline_is_not_sent(server: PoolServer) -> None:
+    # The slot is handed over before the deadline, but the loop is busy until after it: the
+    # call must fail as not sent, not go on with a timeout of zero (which aiohttp reads as
+    # no timeout at all, so the send below would never end).
+    async with NotifyClient(KEY, base_url=server.base_url, max_retries=0) as client:
+        gate = _gate_of(client)  # the client is bound by `async with`
+        for _ in range(POOL):
+            assert gate.try_enter()
+
+        async def holder() -> None:
+            await asyncio.sleep(0.3)
+            gate.leave()  # to the queued send
+            time.sleep(0.4)  # noqa: ASYNC251  # a busy loop: past the 0.45 s connect deadline
+
+        holding = asyncio.create_task(holder())
+        with pytest.raises(APITimeoutError) as caught:
+            await asyncio.wait_for(
+                client.with_options(timeout=0.5).emails.send(
+                    to="ada@example.com", subject="Hi", message="Hello"
+                ),
+                10,
+            )
+        await holding
+
+    assert caught.value.request_sent is False
+    assert "before the request was sent" in str(caught.value)
+    assert server.sends == 0
+
+
+async def test_calls_queued_when_the_client_closes_say_so(server: PoolServer) -> None:
+    client = NotifyClient(KEY, base_url=server.base_url, max_retries=0)
+    calls = [asyncio.create_task(client.api_keys.list()) for _ in range(POOL + 10)]
+    await asyncio.wait_for(server.full.wait(), 10)
+    await client.close()
+    outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+
+    assert all(isinstance(outcome, NotifyError) for outcome in outcomes)
+    messages = [str(outcome) for outcome in outcomes]
+    assert not any("session=" in message for message in messages)  # no session was given
+    assert sum("was closed while the call waited" in message for message in messages) == 10
+
+
+def _gate_of(client: NotifyClient) -> Gate:
+    gate = client._transport._gate  # the queue under test
+    assert gate is not None
+    return gate
 
 
 # -- the queue itself ------------------------------------------------------------------------
