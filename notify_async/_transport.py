@@ -47,6 +47,8 @@ USER_AGENT = f"notify-async/{__version__}"
 Response = tuple[int, bytes, CIMultiDictProxy[str]]
 """What one send returns: the status, the whole body, and the response headers."""
 
+_JSON = "application/json"
+
 DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 """The default cap on a response body (``NotifyClient(max_response_bytes=...)``)."""
 
@@ -178,11 +180,11 @@ class Transport:
             url = self._url(path)
         if self._user_agent:
             headers = {**headers, **self._user_agent}
-        if json is None:
-            payload = None
-        else:
-            payload = _json_body(json)
-            headers = {**headers, "Content-Type": "application/json"}
+        # The content type travels with the payload: a header of ours would go through two
+        # of aiohttp's header merges on every request.
+        payload = (
+            None if json is None else aiohttp.BytesPayload(_json_body(json), content_type=_JSON)
+        )
         gate = self._gate
         if gate is not None and not gate.try_enter():
             timeout = await self._wait_for_connection(gate, timeout, method, path)

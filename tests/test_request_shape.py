@@ -71,10 +71,14 @@ def assert_sent_with_the_key(kwargs: dict[str, Any]) -> None:
 
 
 def sent_json(kwargs: dict[str, Any]) -> Any:
-    """The JSON body of a recorded request: bytes, with its content type."""
+    """The JSON body of a recorded request: a bytes payload that carries its content type."""
     assert kwargs.get("json") is None
-    assert CIMultiDict(kwargs["headers"])["Content-Type"] == "application/json"
-    return json.loads(kwargs["data"])
+    body = kwargs["data"]
+    assert isinstance(body, aiohttp.BytesPayload)
+    assert body.content_type == "application/json"
+    # Not a header of ours as well: two Content-Type headers would reach the server.
+    assert "Content-Type" not in CIMultiDict(kwargs["headers"])
+    return json.loads(body.decode())
 
 
 # -- method, URL, headers and body, per call -------------------------------------------------
