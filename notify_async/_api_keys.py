@@ -57,7 +57,7 @@ class ApiKeys:
             timeout=timeout,
             extra_headers=extra_headers,
         )
-        keys = _parse_keys(body.get("data"))
+        keys = _parse_keys.parse(body.get("data"))
         current = self._keys.current
         # Listing is the only way to learn which id our key has; remember it for free.
         if current is not None and self._keys.own_key_id_for(current) is None:
@@ -157,7 +157,7 @@ class ApiKeys:
                 # KeyHolder.regenerating); replaying would rotate their new key too.
                 replay_on_401=not own,
             )
-            result = _parse_regenerated(
+            result = _parse_regenerated.parse(
                 {
                     "id": _field(body.get("data"), "id"),
                     "api_key": _field(body.get("data"), "api_key"),

@@ -58,7 +58,7 @@ class Emails:
         if name is not None:
             payload["name"] = _text("name", name)
         try:
-            return _parse_result(
+            return _parse_result.parse(
                 await self._client.request(
                     "POST",
                     "/send-email",
@@ -104,7 +104,7 @@ class Emails:
                 raise ValueError("variables must map str to str, e.g. {'first_name': 'Ada'}")
             payload["variables"] = dict(variables)
         try:
-            return _parse_result(
+            return _parse_result.parse(
                 await self._client.request(
                     "POST",
                     "/send-email-from-template",
