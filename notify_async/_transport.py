@@ -180,14 +180,15 @@ class Transport:
             url = self._url(path)
         if self._user_agent:
             headers = {**headers, **self._user_agent}
-        # The content type travels with the payload: a header of ours would go through two
-        # of aiohttp's header merges on every request.
-        payload = (
-            None if json is None else aiohttp.BytesPayload(_json_body(json), content_type=_JSON)
-        )
+        # Written before the queue, so that a body JSON cannot hold fails at once.
+        body = None if json is None else _json_body(json)
         gate = self._gate
         if gate is not None and not gate.try_enter():
             timeout = await self._wait_for_connection(gate, timeout, method, path)
+        # The content type travels with the payload: a header of ours would go through two
+        # of aiohttp's header merges on every request. Made after the queue, so that calls
+        # waiting there hold only their bytes.
+        payload = None if body is None else aiohttp.BytesPayload(body, content_type=_JSON)
         try:
             # Redirects are not followed: they would carry x-api-key to wherever they point.
             # A call with **options costs about 4,000 instructions more than one without
