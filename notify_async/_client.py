@@ -408,7 +408,8 @@ class NotifyClient:
                 not have taken effect (``OutcomeUnknownError``).
             timeout: seconds each attempt of this call may take, instead of the client's.
             extra_headers: headers for this call, on top of the client's
-                ``default_headers``; ``x-api-key`` and ``User-Agent`` are refused.
+                ``default_headers``; ``x-api-key`` and ``User-Agent`` are refused. A
+                ``Content-Type`` given here is sent instead of the JSON body's own.
             replay_on_401: replay a rejected call with a newer key (the default). A
                 regenerate of the client's own key turns it off: there a 401 means another
                 holder rotated first, and replaying would rotate that holder's new key.

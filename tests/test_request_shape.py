@@ -267,6 +267,36 @@ async def test_on_the_wire_json_bodies_carry_a_json_content_type() -> None:
             assert "Content-Type" not in headers
 
 
+async def test_a_content_type_in_extra_headers_is_sent_once_instead_of_ours() -> None:
+    # As with httpx's json=: a header the caller names wins over the body's own.
+    seen: list[CIMultiDict[str]] = []
+
+    async def on_headers_sent(
+        _: aiohttp.ClientSession,
+        __: types.SimpleNamespace,
+        params: aiohttp.TraceRequestHeadersSentParams,
+    ) -> None:
+        seen.append(CIMultiDict(params.headers))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(on_headers_sent)
+    async with LocalNotifyServer() as server:
+        async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+            async with NotifyClient(
+                server.api_key, base_url=server.base_url, session=session
+            ) as client:
+                result = await client.emails.send(
+                    to="ada@example.com",
+                    subject="Hi",
+                    message="Hello",
+                    extra_headers={"Content-Type": "application/json; charset=utf-8"},
+                )
+
+    assert result.success is True
+    (headers,) = seen
+    assert headers.getall("Content-Type") == ["application/json; charset=utf-8"]
+
+
 async def test_a_body_json_cannot_hold_is_a_value_error_and_nothing_is_sent(
     mocked: aioresponses, client: NotifyClient
 ) -> None:
