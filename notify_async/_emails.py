@@ -53,8 +53,16 @@ class Emails:
             timeout: seconds each attempt may take, instead of the client's ``timeout``.
             extra_headers: headers for this call only.
         """
-        payload = {"to": check_recipient(to), "subject": _text("subject", subject)}
-        payload["message"] = _text("message", message)
+        # The common case, inline: a call per field cost more than the checks themselves.
+        # Anything else goes to the checks that say what is wrong (and accept a str
+        # subclass).
+        if type(to) is not str or not _ONE_ADDRESS.fullmatch(to):
+            to = check_recipient(to)
+        if type(subject) is not str or not subject or subject.isspace():
+            subject = _text("subject", subject)
+        if type(message) is not str or not message or message.isspace():
+            message = _text("message", message)
+        payload = {"to": to, "subject": subject, "message": message}
         if name is not None:
             payload["name"] = _text("name", name)
         try:

@@ -112,6 +112,39 @@ async def test_blank_fields_are_refused_alike_by_the_client_and_the_server(
     assert notify_server.emails == []
 
 
+@pytest.mark.parametrize("field", ["subject", "message"])
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (5, "must be a str, got int"),
+        (None, "must be a str, got NoneType"),
+        ("\u00a0\u2003", "must not be empty or blank"),
+    ],
+    ids=["int", "none", "unicode-spaces"],
+)
+async def test_a_subject_or_message_that_is_not_text_is_refused_before_sending(
+    client: NotifyClient, notify_server: LocalNotifyServer, field: str, value: object, words: str
+) -> None:
+    fields: dict[str, Any] = {"to": "ada@example.com", "subject": "Hi", "message": "Hello"}
+    fields[field] = value
+
+    with pytest.raises(ValueError, match=f"{field} {words}"):
+        await client.emails.send(**fields)
+    assert notify_server.emails == []
+
+
+async def test_a_str_subclass_is_sent_as_its_text(
+    client: NotifyClient, notify_server: LocalNotifyServer
+) -> None:
+    class Text(str):
+        pass
+
+    await client.emails.send(to=Text("ada@example.com"), subject=Text("Hi"), message=Text("Hello"))
+
+    [email] = notify_server.emails
+    assert (email.to, email.subject, email.message) == ("ada@example.com", "Hi", "Hello")
+
+
 async def test_a_blank_name_or_from_is_refused_alike(
     client: NotifyClient, notify_server: LocalNotifyServer
 ) -> None:
