@@ -140,7 +140,7 @@ def _text(field: str, value: object) -> str:
     # against it catches what production would.
     if not isinstance(value, str):
         raise ValueError(f"{field} must be a str, got {type(value).__name__}")
-    if not value.strip():
+    if not value or value.isspace():  # the same test as the inline one in send()
         raise ValueError(f"{field} must not be empty or blank")
     return value
 
