@@ -12,13 +12,13 @@ from ._credentials import check_key, redact
 from ._errors import outcome_unknown
 from ._exceptions import CredentialError, InvalidResponseError, NotifyError
 from ._keys import KeyHolder
-from ._models import ApiKey, Parser, RegeneratedApiKey
+from ._models import ApiKey, Parser, Reader, RegeneratedApiKey
 from ._requester import Requester
 from ._retry import RetryPolicy
 
 logger = logging.getLogger("notify_async")
 
-_parse_keys = Parser(list[ApiKey], path="data")
+_read_keys = Reader(list[ApiKey], field="data")
 _parse_regenerated = Parser(RegeneratedApiKey, path="data")
 
 _REGENERATE_UNUSABLE = (
@@ -50,14 +50,14 @@ class ApiKeys:
         Retried on connection errors, timeouts and 408/429/5xx, since listing changes nothing.
         ``timeout`` (seconds per attempt) and ``extra_headers`` apply to this call only.
         """
-        body = await self._client.request(
+        keys = await self._client.request(
             "GET",
             "/api_keys",
             policy=RetryPolicy.IDEMPOTENT,
             timeout=timeout,
             extra_headers=extra_headers,
+            reader=_read_keys,
         )
-        keys = _parse_keys.parse(body.get("data"))
         current = self._keys.current
         # Listing is the only way to learn which id our key has; remember it for free.
         if current is not None and self._keys.own_key_id_for(current) is None:

@@ -9,11 +9,11 @@ Read ``NotifyClient.request`` top to bottom to follow a call:
    key as soon as the ``KeyHolder`` has one (see ``KeyHolder.recover``);
 4. **classify**: 2xx, or an error built by ``_errors``; whether the failure may be retried
    under the call's policy is decided here, once, and carried on the error;
-5. **retry or raise**: a retryable failure enters tenacity (built only then, so a call that
+5. **read**: a resource's ``Reader`` reads its model straight from the 2xx bytes (or the
+   long way, which explains a refusal); without one, the checked JSON envelope is returned;
+6. **retry or raise**: a retryable failure enters tenacity (built only then, so a call that
    succeeds pays nothing for it); an ambiguous failure of a non-idempotent call becomes
    ``OutcomeUnknownError``.
-
-The resource structures its model from the checked JSON envelope that ``request`` returns.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Awaitable, Mapping
 from ssl import SSLContext
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import aiohttp
 import orjson
@@ -56,6 +56,7 @@ from ._errors import (
 )
 from ._exceptions import APIStatusError, CredentialError, NotifyError
 from ._keys import MAX_KEY_REPLAYS, KeyHolder, StaleKeyError
+from ._models import Reader
 from ._retry import Backoff, RetryPolicy, retry_sleep, should_retry
 from ._transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -73,6 +74,8 @@ logger = logging.getLogger("notify_async")
 
 DEFAULT_BASE_URL = "https://notify.cx/api/public/v1"
 
+T = TypeVar("T")
+
 
 class _Call:
     """One API call as the pipeline carries it: what to send, and what it has spent."""
@@ -84,6 +87,7 @@ class _Call:
         "outcome_advice",
         "path",
         "policy",
+        "reader",
         "replay_on_401",
         "sent",
         "timeout",
@@ -101,6 +105,7 @@ class _Call:
         timeout: float,
         timeouts: aiohttp.ClientTimeout,
         replay_on_401: bool,
+        reader: Reader[Any] | None,
     ) -> None:
         self.method = method
         self.path = path
@@ -111,6 +116,7 @@ class _Call:
         self.timeout = timeout
         self.timeouts = timeouts
         self.replay_on_401 = replay_on_401
+        self.reader = reader
         self.sent = 0
 
 
@@ -382,6 +388,7 @@ class NotifyClient:
 
     # -- the request pipeline -------------------------------------------------------------
 
+    @overload
     async def request(
         self,
         method: str,
@@ -393,7 +400,37 @@ class NotifyClient:
         timeout: float | None = None,
         extra_headers: Mapping[str, str] | None = None,
         replay_on_401: bool = True,
-    ) -> dict[str, Any]:
+        reader: None = None,
+    ) -> dict[str, Any]: ...
+
+    @overload
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        policy: RetryPolicy,
+        json: Mapping[str, object] | None = None,
+        outcome_advice: str | None = None,
+        timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        replay_on_401: bool = True,
+        reader: Reader[T],
+    ) -> T: ...
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        policy: RetryPolicy,
+        json: Mapping[str, object] | None = None,
+        outcome_advice: str | None = None,
+        timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        replay_on_401: bool = True,
+        reader: Reader[T] | None = None,
+    ) -> Any:  # the overloads above say which, for callers
         """Send one API call through the pipeline and return its checked JSON envelope.
 
         Resources call this; it is public so that an endpoint this library does not wrap
@@ -413,6 +450,10 @@ class NotifyClient:
             replay_on_401: replay a rejected call with a newer key (the default). A
                 regenerate of the client's own key turns it off: there a 401 means another
                 holder rotated first, and replaying would rotate that holder's new key.
+            reader: how the library's own endpoints read their model from the answer
+                (``_models.Reader``); the call then returns the model instead of the
+                envelope, and an answer that does not hold one fails the call with
+                ``InvalidResponseError``.
         """
         headers = self._default_headers
         if extra_headers:
@@ -422,7 +463,16 @@ class NotifyClient:
         else:
             timeouts = attempt_timeout(check_timeout(timeout), self._connect_timeout)
         call = _Call(
-            method, path, policy, json, outcome_advice, headers, timeout, timeouts, replay_on_401
+            method,
+            path,
+            policy,
+            json,
+            outcome_advice,
+            headers,
+            timeout,
+            timeouts,
+            replay_on_401,
+            reader,
         )
         try:
             # The success path: no tenacity, and no frame between here and the transport's
@@ -437,7 +487,7 @@ class NotifyClient:
                 failure = error
         raise self._final_error(call, failure)
 
-    async def _attempt(self, call: _Call) -> dict[str, Any]:
+    async def _attempt(self, call: _Call) -> Any:
         """An attempt after the first one (under tenacity), its failure classified."""
         try:
             return await self._authenticated_attempt(call)
@@ -450,7 +500,7 @@ class NotifyClient:
         error.retryable = should_retry(call.policy, self._backoff, error)
         return error
 
-    async def _authenticated_attempt(self, call: _Call) -> dict[str, Any]:
+    async def _authenticated_attempt(self, call: _Call) -> Any:
         keys = self._keys
         key = keys.current or await keys.get()
         status, raw, headers = await self._send(call, key)
@@ -470,13 +520,20 @@ class NotifyClient:
                 raise self._auth_error(call, raw, headers, stale=False)
         if not 200 <= status < 300:
             raise status_error(call.method, call.path, status, raw, headers, redactor=keys)
+        reader = call.reader
+        if reader is not None:
+            # The library's own endpoints: the model read straight from the bytes. Anything
+            # it refuses takes the long way below, which says what is wrong.
+            model = reader.fast(raw)
+            if model is not None:
+                return model
         try:
             body = orjson.loads(raw)  # not decode_json: its message is not needed here
         except orjson.JSONDecodeError:
             body = None  # described by invalid_response, from the body with the key masked
         if type(body) is not dict or body.get("success", True) is not True:
             raise invalid_response(call.method, call.path, raw, redactor=keys, headers=headers)
-        return body
+        return body if reader is None else reader.parse(body)
 
     def _send(self, call: _Call, key: str) -> Awaitable[Response]:
         """Send one request with ``key``: the transport's own coroutine, not a wrapper's.
@@ -555,7 +612,7 @@ class NotifyClient:
             },
         )
 
-    async def _retry(self, call: _Call, first_failure: NotifyError) -> dict[str, Any]:
+    async def _retry(self, call: _Call, first_failure: NotifyError) -> Any:
         backoff = self._backoff
         max_attempts = self._max_retries + 1
 

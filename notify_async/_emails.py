@@ -9,11 +9,11 @@ from collections.abc import Mapping
 
 from ._errors import outcome_unknown
 from ._exceptions import InvalidResponseError, OutcomeUnknownError
-from ._models import Parser, SendEmailResult
+from ._models import Reader, SendEmailResult
 from ._requester import Requester
 from ._retry import RetryPolicy
 
-_parse_result = Parser(SendEmailResult, path="$")
+_read_result = Reader(SendEmailResult, field=None)
 
 _SEND_OUTCOME = (
     "the email may or may not have been sent. It was not retried, so that it is not sent "
@@ -66,16 +66,15 @@ class Emails:
         if name is not None:
             payload["name"] = _text("name", name)
         try:
-            return _parse_result.parse(
-                await self._client.request(
-                    "POST",
-                    "/send-email",
-                    policy=RetryPolicy.UNSENT_ONLY,
-                    json=payload,
-                    outcome_advice=_SEND_OUTCOME,
-                    timeout=timeout,
-                    extra_headers=extra_headers,
-                )
+            return await self._client.request(
+                "POST",
+                "/send-email",
+                policy=RetryPolicy.UNSENT_ONLY,
+                json=payload,
+                outcome_advice=_SEND_OUTCOME,
+                timeout=timeout,
+                extra_headers=extra_headers,
+                reader=_read_result,
             )
         except InvalidResponseError as error:
             unusable = error
@@ -112,16 +111,15 @@ class Emails:
                 raise ValueError("variables must map str to str, e.g. {'first_name': 'Ada'}")
             payload["variables"] = dict(variables)
         try:
-            return _parse_result.parse(
-                await self._client.request(
-                    "POST",
-                    "/send-email-from-template",
-                    policy=RetryPolicy.UNSENT_ONLY,
-                    json=payload,
-                    outcome_advice=_SEND_OUTCOME,
-                    timeout=timeout,
-                    extra_headers=extra_headers,
-                )
+            return await self._client.request(
+                "POST",
+                "/send-email-from-template",
+                policy=RetryPolicy.UNSENT_ONLY,
+                json=payload,
+                outcome_advice=_SEND_OUTCOME,
+                timeout=timeout,
+                extra_headers=extra_headers,
+                reader=_read_result,
             )
         except InvalidResponseError as error:
             unusable = error
@@ -130,8 +128,6 @@ class Emails:
 
 def _outcome_unknown(unusable: InvalidResponseError, path: str) -> OutcomeUnknownError:
     # A 2xx reached Notify, and nothing usable came back: the email may have gone out.
-    # A parse failure comes after request() returned, so after at least one request.
-    unusable.attempts = unusable.attempts or 1
     return outcome_unknown(unusable, "POST", path, advice=_SEND_OUTCOME)
 
 

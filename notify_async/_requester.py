@@ -9,13 +9,46 @@ from __future__ import annotations
 __all__ = ["Requester"]
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, overload
 
+from ._models import Reader
 from ._retry import RetryPolicy
+
+T = TypeVar("T")
 
 
 class Requester(Protocol):
     """Anything with ``NotifyClient.request``'s signature."""
+
+    @overload
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        policy: RetryPolicy,
+        json: Mapping[str, object] | None = None,
+        outcome_advice: str | None = None,
+        timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        replay_on_401: bool = True,
+        reader: None = None,
+    ) -> dict[str, Any]: ...
+
+    @overload
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        policy: RetryPolicy,
+        json: Mapping[str, object] | None = None,
+        outcome_advice: str | None = None,
+        timeout: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        replay_on_401: bool = True,
+        reader: Reader[T],
+    ) -> T: ...
 
     async def request(
         self,
@@ -28,6 +61,7 @@ class Requester(Protocol):
         timeout: float | None = None,
         extra_headers: Mapping[str, str] | None = None,
         replay_on_401: bool = True,
-    ) -> dict[str, Any]:
-        """Send one call through the pipeline and return its checked JSON envelope."""
+        reader: Reader[T] | None = None,
+    ) -> dict[str, Any] | T:
+        """Send one call through the pipeline: the checked JSON envelope, or the model."""
         ...

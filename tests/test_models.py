@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from notify_async import ApiKey, InvalidResponseError, SendEmailResult
-from notify_async._models import Parser, _detailed_converter, decode_json
+from notify_async._models import Parser, Reader, _detailed_converter, decode_json
 
 timestamps = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)
@@ -275,3 +275,137 @@ def test_no_collection_runs_while_a_long_list_is_built(size: int, paused: bool) 
         gc.set_threshold(*threshold)
     assert len(keys) == size
     assert (started == []) is paused
+
+
+# -- Reader: the model straight from the answer's bytes ----------------------------------
+
+read_keys = Reader(list[ApiKey], field="data")
+read_result = Reader(SendEmailResult, field=None)
+
+
+def the_long_way(reader: Reader[Any], raw: bytes) -> Any:
+    """What the pipeline makes of ``raw`` when ``Reader.fast`` declines it."""
+    try:
+        body = decode_json(raw)
+    except InvalidResponseError:
+        return None
+    if type(body) is not dict or body.get("success", True) is not True:
+        return None
+    try:
+        return reader.parse(body)
+    except InvalidResponseError:
+        return None
+
+
+def answer(value: object) -> bytes:
+    # NaN and infinity come out as words JSON does not have: both ways must refuse them.
+    return json.dumps(value).encode()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+any_list_answers = st.fixed_dictionaries(
+    {"data": st.lists(any_keys, max_size=3) | json_scalars},
+    optional={"success": st.booleans() | json_scalars, "extra": json_scalars},
+)
+
+
+@settings(max_examples=500)
+@given(any_list_answers | json_values)
+def test_the_fast_read_takes_nothing_the_long_way_refuses(value: Any) -> None:
+    # Whatever the fast read accepts, the long way accepts into equal keys; what it declines
+    # goes the long way in the pipeline, so the two can never give different results.
+    raw = answer(value)
+    fast = read_keys.fast(raw)
+    if fast is not None:
+        assert fast == the_long_way(read_keys, raw)
+        assert {type(key) for key in fast} <= {ApiKey}
+
+
+@settings(max_examples=300)
+@given(
+    st.dictionaries(st.sampled_from(["success", "message", "other"]), field_values | st.booleans())
+    | json_values
+)
+def test_the_fast_send_result_read_takes_nothing_the_long_way_refuses(value: Any) -> None:
+    raw = answer(value)
+    fast = read_result.fast(raw)
+    if fast is not None:
+        assert type(fast) is SendEmailResult
+        assert fast == the_long_way(read_result, raw)
+
+
+@settings(max_examples=300)
+@given(st.lists(json_keys, max_size=5), st.sampled_from([None, True]))
+def test_a_well_formed_answer_is_read_the_fast_way(
+    items: list[dict[str, Any]], success: bool | None
+) -> None:
+    # The fast read must not quietly decline good answers: that would leave every list
+    # on the long way, correct but slow.
+    body: dict[str, Any] = {"data": items} if success is None else {"success": True, "data": items}
+    raw = answer(body)
+    keys = read_keys.fast(raw)
+    assert keys is not None
+    assert keys == _detailed_converter().structure(items, list[ApiKey])
+    for key in keys:
+        assert key.created_at.tzinfo is not None
+        assert key.updated_at.tzinfo is not None
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(json_keys, min_size=1, max_size=40), st.randoms(use_true_random=False))
+def test_a_thousand_key_answer_read_from_its_bytes_equals_the_detailed_converters(
+    drawn: list[dict[str, Any]], random: Any
+) -> None:
+    # The same answer as the test above, read the way the pipeline reads it: from the bytes.
+    items = [
+        {**random.choice(drawn), "id": f"key-{n}", "prefix": f"nk_{n:05d}..."} for n in range(1_000)
+    ]
+    raw = answer({"success": True, "data": items})
+    keys = read_keys.fast(raw)
+    assert keys is not None
+    assert keys == _detailed_converter().structure(json.loads(raw)["data"], list[ApiKey])
+    assert len(keys) == 1_000
+    assert {type(key) for key in keys} == {ApiKey}
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "2025-04-10T12:00:00.1234567Z",  # msgspec would round the 7th digit; fromisoformat cuts
+        "2025-04-10t12:00:00z",  # msgspec would accept lowercase; fromisoformat refuses
+        "2025-04-10T12:00:00",  # naive: read as UTC
+        "2025-04-10T12:00:00+02:00",
+        "2025-04-10 12:00:00Z",
+        "20250410T120000Z",  # basic format: fromisoformat reads it, msgspec would not
+        "2025-02-30T00:00:00Z",
+    ],
+)
+def test_timestamps_read_the_fast_way_as_the_long_way_reads_them(moment: str) -> None:
+    raw = answer({"success": True, "data": [{**GOOD_KEY, "createdAt": moment}]})
+    fast = read_keys.fast(raw)
+    assert (fast if fast is not None else the_long_way(read_keys, raw)) == detailed(
+        [{**GOOD_KEY, "createdAt": moment}], list[ApiKey]
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"success": false, "data": []}',
+        b'{"success": "true", "data": []}',
+        b'{"success": true}',
+        b'{"success": true, "data": {}}',
+        b'{"success": true, "data": [1]}',
+        b"[]",
+        b"",
+        b"\xff",
+        b'{"data": []} trailing',
+        b'{"a":' * 5_000 + b"1" + b"}" * 5_000,  # deeper than msgspec's stack
+    ],
+)
+def test_the_fast_read_declines_what_is_not_a_good_answer(raw: bytes) -> None:
+    assert read_keys.fast(raw) is None
