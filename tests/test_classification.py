@@ -403,6 +403,24 @@ async def test_a_send_with_an_unusable_2xx_leaves_the_outcome_unknown(
     assert "Notify dashboard" in str(caught.value)
 
 
+async def test_an_unusable_2xx_after_a_retried_503_counts_both_requests(
+    server: LocalNotifyServer,
+) -> None:
+    # The answer is read inside the pipeline, so its failure is recorded like any other:
+    # two requests went out, and the second one reached Notify.
+    server.inject(
+        SEND, Fault.status(503), Fault.status(200, body={"success": True, "message": None})
+    )
+    async with client_for(server, max_retries=2) as client:
+        with instant_retries(), pytest.raises(OutcomeUnknownError) as caught:
+            await client.emails.send(**EMAIL)
+
+    assert isinstance(caught.value, InvalidResponseError)
+    assert caught.value.attempts == 2
+    assert server.request_counts[SEND] == 2
+    assert "message" in str(caught.value)
+
+
 async def test_an_unusable_2xx_on_a_list_stays_an_invalid_response(
     server: LocalNotifyServer,
 ) -> None:
