@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import aiohttp
 import orjson
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._api_keys import ApiKeys
@@ -474,10 +474,19 @@ class NotifyClient:
             replay_on_401,
             reader,
         )
+        keys = self._keys
         try:
-            # The success path: no tenacity, and no frame between here and the transport's
-            # own but the attempt (each frame costs on every resume of the call).
-            return await self._authenticated_attempt(call)
+            # The first attempt, outside tenacity: a call that succeeds pays nothing for
+            # retries. Its common end, a 2xx that the call's reader reads, is met in this
+            # frame, which awaits the transport's own coroutine: every frame between here
+            # and aiohttp would cost on each resume of the call.
+            key = keys.current or await keys.get()
+            status, raw, answer = await self._send(call, key)
+            if reader is not None and 200 <= status < 300:
+                model = reader.fast(raw)
+                if model is not None:
+                    return model
+            return await self._answered(call, key, status, raw, answer)
         except NotifyError as error:
             failure = self._classified(call, error)
         if failure.retryable and self._max_retries:
@@ -504,6 +513,13 @@ class NotifyClient:
         keys = self._keys
         key = keys.current or await keys.get()
         status, raw, headers = await self._send(call, key)
+        return await self._answered(call, key, status, raw, headers)
+
+    async def _answered(
+        self, call: _Call, key: str, status: int, raw: bytes, headers: CIMultiDictProxy[str]
+    ) -> Any:
+        """An attempt from its first answer on: 401 replays, the status, then the read."""
+        keys = self._keys
         if status == 401 and call.replay_on_401:
             # A 401 is a rejection, so replaying is safe even for a POST. Each replay uses
             # a newer key than the last; rotations may overlap while the call is in flight.
