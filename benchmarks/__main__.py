@@ -44,7 +44,7 @@ README = ROOT / "README.md"
 def _args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short run; docs untouched")
-    parser.add_argument("--rounds", type=int, help="overhead rounds (default 7, quick 2)")
+    parser.add_argument("--rounds", type=int, help="overhead rounds (default 11, quick 2)")
     parser.add_argument(
         "--requests", type=int, help="requests per client and round (default 400, quick 200)"
     )
@@ -81,7 +81,7 @@ def _machine() -> dict[str, Any]:
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick
-    rounds = args.rounds or (2 if quick else 7)
+    rounds = args.rounds or (2 if quick else 11)
     requests = args.requests or (200 if quick else 400)
     memory_target = args.memory_requests or (10_000 if quick else 100_000)
     command = "nox -s bench" + (" -- --quick" if quick else "")

@@ -431,10 +431,11 @@ class NotifyClient:
         replay_on_401: bool = True,
         reader: Reader[T] | None = None,
     ) -> Any:  # the overloads above say which, for callers
-        """Send one API call through the pipeline and return its checked JSON envelope.
+        """Send one API call through the pipeline; return its checked JSON envelope.
 
-        Resources call this; it is public so that an endpoint this library does not wrap
-        yet can still be reached with the same auth, reload and retry behaviour.
+        Resources call this with a ``reader``, and get their model instead. It is public
+        so that an endpoint this library does not wrap yet can still be reached with the
+        same auth, reload and retry behaviour.
 
         Args:
             method: the HTTP method.
@@ -474,6 +475,8 @@ class NotifyClient:
             replay_on_401,
             reader,
         )
+        if reader is not None and not reader.prepared:
+            reader.prepare()  # before anything is sent: a broken install fails the call here
         keys = self._keys
         try:
             # The first attempt, outside tenacity: a call that succeeds pays nothing for

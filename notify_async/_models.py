@@ -6,11 +6,17 @@ client that does that hides a broken response from its user. Wrong types raise, 
 ``Parser`` turns every structuring failure into an ``InvalidResponseError`` that names the
 field path.
 
-Each model has one structuring function, generated once from its attrs fields: it reads
-each field under its wire name, checks the exact JSON type, and builds the frozen instance
-with plain slot stores. Bad data makes it raise ``KeyError``, ``TypeError`` or
-``ValueError``; only then does a cattrs converter (with per-field error bookkeeping,
-imported on first use) run on the same body, to say which field is wrong.
+Two ways build a model, from functions generated once from its attrs fields, and they
+accept the same answers into equal models (the tests hold them to it):
+
+* ``Reader.fast``, which every answer of the library's own endpoints takes first: msgspec
+  decodes the bytes straight into typed structs, and the generated function copies them
+  into the frozen model with plain slot stores;
+* the long way, for what that declines: the decoded JSON body, whose generated function
+  reads each field under its wire name, checks the exact JSON type, and builds the model
+  the same way (``Parser``). Bad data makes it raise ``KeyError``, ``TypeError`` or
+  ``ValueError``; only then does a cattrs converter (with per-field error bookkeeping,
+  imported on first use) run on the same body, to say which field is wrong.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin
 import attrs
 import orjson
 
-from ._exceptions import InvalidResponseError
+from ._exceptions import InvalidResponseError, NotifyError
 
 if TYPE_CHECKING:
     import cattrs
@@ -325,7 +331,7 @@ class Parser(Generic[T]):
 
 
 class Reader(Generic[T]):
-    """How an endpoint's model is read from the bytes of a 2xx answer, planned at import.
+    """How an endpoint's model is read from the bytes of a 2xx answer.
 
     ``field`` names the part of the answer that holds the model (``"data"``), or is
     ``None`` when the model is the whole answer. The pipeline calls ``fast`` first:
@@ -340,29 +346,67 @@ class Reader(Generic[T]):
     This costs less than ``json.loads`` alone on the same bytes: the dicts that a JSON
     decoder would build, only to be read once and dropped, are never made. ``fast``
     returns ``None`` for anything it does not accept (a wrong type, a missing field,
-    ``success`` not true, a bad timestamp, bytes msgspec will not decode): the pipeline
+    ``success`` not true, a bad timestamp, bytes that are not UTF-8 JSON): the pipeline
     then takes the long way, the envelope check and ``parse`` (a ``Parser``), which raise
     the ``InvalidResponseError`` that says what is wrong, with its JSON path. The two
-    ways accept the same answers into equal models, and the tests hold them to it.
+    ways accept the same answers into equal models, with one exception: a number too big
+    for a float in a field no model reads (``1e400``) is skipped here and refused by the
+    long way's orjson, as Notify's unknown fields are to be accepted whatever they hold.
 
-    msgspec is imported on the first ``fast`` call, not with the package.
+    The fields may be ``str``, ``bool`` and ``datetime``, checked here: msgspec would turn
+    a JSON integer into a float where ``Parser`` refuses it. The decoder is planned by
+    ``prepare``, which the pipeline calls before the first request of a call is sent, so
+    that msgspec (imported then, not with the package) failing to load fails the call
+    before it can take effect.
     """
 
-    __slots__ = ("_planned", "field", "model", "parser")
+    __slots__ = ("_planned", "field", "model", "parser", "prepared")
 
     def __init__(self, model: type[T], *, field: str | None) -> None:
         self.model = model
         self.field = field
         self.parser: Parser[T] = Parser(model, path=field or "$")
+        _check_readable(get_args(model)[0] if self.parser.is_list else model)
         # (msgspec's decoder of the answer, the function that builds the models), planned
-        # on the first read.
+        # by prepare().
         self._planned: tuple[Any, Callable[[Any], T | None]] | None = None
+        self.prepared = False
+        """Whether the decoder is planned (an attribute: the pipeline reads it per call)."""
+
+    def prepare(self) -> None:
+        """Plan the decoder now: import msgspec and build the structs of the answer.
+
+        Raises ``NotifyError`` if msgspec cannot be loaded (a broken install).
+        """
+        if self._planned is None:
+            self._planned = self._planned_or_raise()
+
+    def _planned_or_raise(self) -> tuple[Any, Callable[[Any], T | None]]:
+        try:
+            planned = self._plan()
+        except ImportError as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        else:
+            self.prepared = True
+            return planned
+        raise NotifyError(
+            f"notify-async could not load msgspec, which it reads answers with ({problem}); "
+            "reinstall it with its dependencies (pip install --force-reinstall notify-async)"
+        )
 
     def fast(self, raw: bytes) -> T | None:
         """The model read straight from ``raw``, or ``None`` to read it the long way."""
         planned = self._planned
         if planned is None:
-            planned = self._planned = self._plan()
+            planned = self._planned = self._planned_or_raise()
+        # msgspec nests as deep as the recursion limit allows, on the C stack: an app that
+        # raised the limit far could be crashed by a deep enough answer. orjson, on the
+        # long way, stops at 1,024 levels whatever the limit.
+        if _recursion_limit() > _DEEPEST_SAFE_LIMIT:
+            return None
+        # msgspec checks the UTF-8 of the strings it reads, not of the fields it skips.
+        if not raw.isascii() and not _is_utf8(raw):
+            return None
         decoder, build = planned
         try:
             answer = decoder.decode(raw)
@@ -405,8 +449,38 @@ def _decode_error() -> tuple[type[Exception], ...]:
     import msgspec  # noqa: PLC0415
 
     # ValidationError (a wrong type, a missing field) is a DecodeError (not JSON) too; JSON
-    # nested deeper than msgspec's stack raises RecursionError, where orjson refuses it.
+    # nested deeper than the recursion limit allows raises RecursionError.
     return (msgspec.DecodeError, RecursionError)
+
+
+_recursion_limit = sys.getrecursionlimit
+
+# Python's default limit is 1,000; Hypothesis adds 2,000 while a test runs. Nested 4,900
+# levels deep, msgspec decoded safely in a thread with a 256 KiB stack, where about 10,000
+# levels crashed it.
+_DEEPEST_SAFE_LIMIT = 4_000
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+_READABLE = (str, bool, datetime)
+
+
+def _check_readable(model: type[Any]) -> None:
+    attrs.resolve_types(model)
+    for field in attrs.fields(model):
+        if field.type not in _READABLE:
+            raise TypeError(
+                f"Reader reads str, bool and datetime fields; {model.__name__}.{field.name} "
+                f"is {field.type!r}. msgspec would read a JSON integer into a float field, "
+                "which Parser refuses: give _wire_struct an exact type for it first"
+            )
 
 
 def _wire_struct(model: type[Any], *, with_success: bool) -> Any:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gc
 import json
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -409,3 +411,52 @@ def test_timestamps_read_the_fast_way_as_the_long_way_reads_them(moment: str) ->
 )
 def test_the_fast_read_declines_what_is_not_a_good_answer(raw: bytes) -> None:
     assert read_keys.fast(raw) is None
+
+
+def test_a_number_no_float_holds_in_a_field_no_model_reads_is_skipped() -> None:
+    # The one documented difference between the ways (Reader's docstring): Notify's
+    # unknown fields are accepted whatever they hold, and msgspec skips them unread, while
+    # the long way's orjson refuses the whole body.
+    raw = b'{"success": true, "data": [], "quota": 1e400}'
+    assert read_keys.fast(raw) == []
+    assert the_long_way(read_keys, raw) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"success": true, "data": [], "note": "\xff"}',
+        b'{"success": true, "data": [], "n\xc3\x28": 1}',
+        b'{"success": true, "message": "sent", "x": "\xed\xa0\x80"}',
+    ],
+)
+def test_bytes_that_are_not_utf8_are_declined_even_where_no_model_reads(raw: bytes) -> None:
+    # msgspec checks the UTF-8 of the strings it reads, not of those it skips.
+    assert read_keys.fast(raw) is None
+    assert read_result.fast(raw) is None
+
+
+def test_a_deep_answer_cannot_crash_an_app_that_raised_its_recursion_limit() -> None:
+    # msgspec nests as deep as the recursion limit lets it, on the C stack; 300,000 levels
+    # crash the process where the limit allows them. In a child, so that a regression
+    # fails this test rather than killing the suite.
+    probe = (
+        "import sys; sys.setrecursionlimit(1_000_000); "
+        "from notify_async import ApiKey; from notify_async._models import Reader; "
+        "raw = b'{\"success\": true, \"data\": [], \"x\": ' + b'[' * 300_000 + b']' * 300_000 "
+        "+ b'}'; print(Reader(list[ApiKey], field='data').fast(raw))"
+    )
+    child = subprocess.run(  # noqa: S603  # a fixed probe, run by this interpreter
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert (child.returncode, child.stdout.strip()) == (0, "None")
+
+
+def test_a_reader_refuses_a_field_type_msgspec_would_read_loosely() -> None:
+    @attrs.frozen
+    class Quota:
+        used: int
+        ratio: float
+
+    with pytest.raises(TypeError, match=r"Quota\.used is .*int"):
+        Reader(Quota, field="data")

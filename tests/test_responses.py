@@ -5,6 +5,7 @@ Every body here is served over real HTTP by the local server, with ``Fault.statu
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
@@ -12,7 +13,15 @@ from typing import Any
 import pytest
 from support import LIST, REGENERATE, SEND, TEMPLATE, call, leaks
 
-from notify_async import InvalidResponseError, NotifyClient, OutcomeUnknownError, SendEmailResult
+from notify_async import (
+    InvalidResponseError,
+    NotifyClient,
+    NotifyError,
+    OutcomeUnknownError,
+    SendEmailResult,
+)
+from notify_async import _emails as emails_module
+from notify_async._models import Reader
 from notify_async.testing import Fault, LocalNotifyServer
 
 
@@ -379,3 +388,18 @@ async def test_an_echoed_key_is_redacted_from_invalid_responses(
         await list_with_body(client, notify_server, make_body(key), headers=headers)
 
     assert not leaks(str(caught.value), key)
+
+
+async def test_msgspec_failing_to_load_fails_a_send_before_it_is_sent(
+    notify_server: LocalNotifyServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The answer's decoder is planned before the first request goes out: an install without
+    # msgspec must not leave an email sent behind an error the caller would retry.
+    monkeypatch.setitem(sys.modules, "msgspec", None)
+    monkeypatch.setattr(emails_module, "_read_result", Reader(SendEmailResult, field=None))
+    async with NotifyClient(notify_server.api_key, base_url=notify_server.base_url) as client:
+        with pytest.raises(NotifyError, match="could not load msgspec") as caught:
+            await client.emails.send(to="ada@example.com", subject="Hi", message="Hello")
+
+    assert not isinstance(caught.value, OutcomeUnknownError)
+    assert notify_server.request_counts[SEND] == 0
