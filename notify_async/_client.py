@@ -489,7 +489,7 @@ class NotifyClient:
                 model = reader.fast(raw)
                 if model is not None:
                     return model
-            return await self._answered(call, key, status, raw, answer)
+            return await self._answered(call, key, status, raw, answer, read=reader is not None)
         except NotifyError as error:
             failure = self._classified(call, error)
         if failure.retryable and self._max_retries:
@@ -519,9 +519,20 @@ class NotifyClient:
         return await self._answered(call, key, status, raw, headers)
 
     async def _answered(
-        self, call: _Call, key: str, status: int, raw: bytes, headers: CIMultiDictProxy[str]
+        self,
+        call: _Call,
+        key: str,
+        status: int,
+        raw: bytes,
+        headers: CIMultiDictProxy[str],
+        *,
+        read: bool = False,
     ) -> Any:
-        """An attempt from its first answer on: 401 replays, the status, then the read."""
+        """An attempt from its first answer on: 401 replays, the status, then the read.
+
+        ``read``: the reader's fast way has already declined this answer (``request``
+        tries it first), so that it is not decoded twice.
+        """
         keys = self._keys
         if status == 401 and call.replay_on_401:
             # A 401 is a rejection, so replaying is safe even for a POST. Each replay uses
@@ -533,6 +544,7 @@ class NotifyClient:
                 except StaleKeyError:
                     raise self._auth_error(call, raw, headers, stale=True) from None
                 status, raw, headers = await self._send(call, key)
+                read = False  # a new answer
                 if status != 401:
                     break
             else:
@@ -540,7 +552,7 @@ class NotifyClient:
         if not 200 <= status < 300:
             raise status_error(call.method, call.path, status, raw, headers, redactor=keys)
         reader = call.reader
-        if reader is not None:
+        if reader is not None and not read:
             # The library's own endpoints: the model read straight from the bytes. Anything
             # it refuses takes the long way below, which says what is wrong.
             model = reader.fast(raw)

@@ -7,7 +7,8 @@ client that does that hides a broken response from its user. Wrong types raise, 
 field path.
 
 Two ways build a model, from functions generated once from its attrs fields, and they
-accept the same answers into equal models (the tests hold them to it):
+accept the same answers into equal models (the tests hold them to it; ``Reader`` says
+where the fast way is more lenient, in fields no model reads):
 
 * ``Reader.fast``, which every answer of the library's own endpoints takes first: msgspec
   decodes the bytes straight into typed structs, and the generated function copies them
@@ -349,15 +350,23 @@ class Reader(Generic[T]):
     ``success`` not true, a bad timestamp, bytes that are not UTF-8 JSON): the pipeline
     then takes the long way, the envelope check and ``parse`` (a ``Parser``), which raise
     the ``InvalidResponseError`` that says what is wrong, with its JSON path. The two
-    ways accept the same answers into equal models, with one exception: a number too big
-    for a float in a field no model reads (``1e400``) is skipped here and refused by the
-    long way's orjson, as Notify's unknown fields are to be accepted whatever they hold.
+    ways accept the same answers into equal models, but for orjson's own limits in the
+    fields no model reads: a number no float holds (``1e400``), and nesting deeper than
+    1,024 levels where the interpreter lets msgspec go deeper (from Python 3.12 on, or
+    with a raised recursion limit). The fast way skips those fields, as Notify's unknown
+    fields are to be accepted whatever they hold; the long way refuses the answer.
 
     The fields may be ``str``, ``bool`` and ``datetime``, checked here: msgspec would turn
     a JSON integer into a float where ``Parser`` refuses it. The decoder is planned by
     ``prepare``, which the pipeline calls before the first request of a call is sent, so
     that msgspec (imported then, not with the package) failing to load fails the call
     before it can take effect.
+
+    Deep answers: msgspec nests on the C stack. On Python 3.10 and 3.11 its depth is
+    bounded by the recursion limit, so ``fast`` declines every answer while the limit is
+    above 4,000 (an app that raised it far could be crashed by a deep answer); from 3.12
+    on, the interpreter's own C recursion limit bounds it. In a thread with a small stack
+    (128 KiB or less) a deep enough answer can crash either way, as it can orjson.
     """
 
     __slots__ = ("_planned", "field", "model", "parser", "prepared")
@@ -384,7 +393,7 @@ class Reader(Generic[T]):
     def _planned_or_raise(self) -> tuple[Any, Callable[[Any], T | None]]:
         try:
             planned = self._plan()
-        except ImportError as exc:
+        except Exception as exc:  # an install without msgspec, or one too old
             problem = f"{type(exc).__name__}: {exc}"
         else:
             self.prepared = True
@@ -399,9 +408,9 @@ class Reader(Generic[T]):
         planned = self._planned
         if planned is None:
             planned = self._planned = self._planned_or_raise()
-        # msgspec nests as deep as the recursion limit allows, on the C stack: an app that
-        # raised the limit far could be crashed by a deep enough answer. orjson, on the
-        # long way, stops at 1,024 levels whatever the limit.
+        # On Python 3.10 and 3.11 msgspec nests as deep as the recursion limit allows, on
+        # the C stack: an app that raised the limit far could be crashed by a deep enough
+        # answer (see the class docstring). orjson, on the long way, stops at 1,024 levels.
         if _recursion_limit() > _DEEPEST_SAFE_LIMIT:
             return None
         # msgspec checks the UTF-8 of the strings it reads, not of the fields it skips.
@@ -449,15 +458,15 @@ def _decode_error() -> tuple[type[Exception], ...]:
     import msgspec  # noqa: PLC0415
 
     # ValidationError (a wrong type, a missing field) is a DecodeError (not JSON) too; JSON
-    # nested deeper than the recursion limit allows raises RecursionError.
+    # nested deeper than the interpreter allows raises RecursionError.
     return (msgspec.DecodeError, RecursionError)
 
 
 _recursion_limit = sys.getrecursionlimit
 
-# Python's default limit is 1,000; Hypothesis adds 2,000 while a test runs. Nested 4,900
-# levels deep, msgspec decoded safely in a thread with a 256 KiB stack, where about 10,000
-# levels crashed it.
+# Python's default limit is 1,000; Hypothesis adds 2,000 while a test runs. On Python 3.11,
+# nested 4,900 levels deep, msgspec decoded safely in a thread with a 256 KiB stack, where
+# about 10,000 levels crashed it.
 _DEEPEST_SAFE_LIMIT = 4_000
 
 

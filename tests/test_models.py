@@ -460,3 +460,17 @@ def test_a_reader_refuses_a_field_type_msgspec_would_read_loosely() -> None:
 
     with pytest.raises(TypeError, match=r"Quota\.used is .*int"):
         Reader(Quota, field="data")
+
+
+def test_nesting_past_orjsons_limit_in_a_field_no_model_reads_is_skipped() -> None:
+    # The other documented difference: orjson refuses JSON nested deeper than 1,024
+    # levels, msgspec goes as deep as the interpreter lets it (here a raised limit).
+    deep = b"[" * 1_100 + b"]" * 1_100
+    raw = b'{"success": true, "data": [], "x": ' + deep + b"}"
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(3_000)
+    try:
+        assert read_keys.fast(raw) == []
+    finally:
+        sys.setrecursionlimit(limit)
+    assert the_long_way(read_keys, raw) is None

@@ -403,3 +403,21 @@ async def test_msgspec_failing_to_load_fails_a_send_before_it_is_sent(
 
     assert not isinstance(caught.value, OutcomeUnknownError)
     assert notify_server.request_counts[SEND] == 0
+
+
+async def test_an_answer_the_fast_way_declines_is_decoded_by_it_once(
+    client: NotifyClient, notify_server: LocalNotifyServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[bytes] = []
+
+    class CountingReader(Reader[SendEmailResult]):
+        def fast(self, raw: bytes) -> SendEmailResult | None:
+            reads.append(raw)
+            return super().fast(raw)
+
+    monkeypatch.setattr(emails_module, "_read_result", CountingReader(SendEmailResult, field=None))
+    notify_server.inject(SEND, Fault.status(200, body={"success": True, "message": 5}))
+    with pytest.raises(OutcomeUnknownError, match="message"):
+        await client.emails.send(to="ada@example.com", subject="Hi", message="Hello")
+
+    assert len(reads) == 1
